@@ -1,0 +1,1 @@
+"""Meta controllers hosted by the controller-manager."""

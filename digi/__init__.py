@@ -1,0 +1,1 @@
+"""Digi driver library (placeholder until the kinds/driver issue lands)."""

@@ -1,0 +1,1 @@
+"""The `digi` command line: kubectl-like verbs over a dSpace."""

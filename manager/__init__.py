@@ -1,0 +1,1 @@
+"""The Digi controller-manager."""
