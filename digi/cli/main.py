@@ -18,6 +18,7 @@ from digi.cli.context import CliContext, default_root
 # Modules contributing commands, in the order `--help` lists them.
 _AREAS = (
     "digi.cli.space_cmd",
+    "digi.cli.kinds_cmd",
 )
 
 
