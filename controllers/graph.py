@@ -129,7 +129,7 @@ def check_edge(g: nx.DiGraph, parent: ObjectKey, child: ObjectKey) -> None:
             continue
         for top in sorted(above & ({low} | nx.ancestors(g, low))):
             old = nx.shortest_path(g, top, low)
-            new = (nx.shortest_path(g, top, parent) if top in g and parent in g else [parent])
+            new = nx.shortest_path(g, top, parent) if top in g and parent in g else [parent]
             new = new + (nx.shortest_path(g, child, low) if child in g else [child])
             raise CompositionError(
                 f"mounting {label(child, ns)} under {label(parent, ns)} would make a diamond "

@@ -24,7 +24,10 @@ LAMPS = GVR("mock.digi.dev", "v1", "lamps")
 def digi(gvr: GVR, name: str, *children: tuple[GVR, str, str], ts: str = "") -> dict[str, Any]:
     mount: dict[str, dict[str, Any]] = {}
     for child_gvr, child, status in children:
-        mount.setdefault(str(child_gvr), {})[f"default/{child}"] = {"mode": "hide", "status": status}
+        mount.setdefault(str(child_gvr), {})[f"default/{child}"] = {
+            "mode": "hide",
+            "status": status,
+        }
     return {
         "metadata": {"name": name, "namespace": "default", "creationTimestamp": ts},
         "spec": {"mount": mount},
@@ -38,7 +41,9 @@ def key(gvr: GVR, name: str) -> ObjectKey:
 def test_mounts_of_parses_entries_and_defaults() -> None:
     obj = {
         "metadata": {"name": "r", "namespace": "ns1"},
-        "spec": {"mount": {str(LAMPS): {"l1": {}, "other/l2": {"mode": "expose", "status": INACTIVE}}}},
+        "spec": {
+            "mount": {str(LAMPS): {"l1": {}, "other/l2": {"mode": "expose", "status": INACTIVE}}}
+        },
     }
     got = {m.child: m for m in mounts_of(ROOMS, obj)}
     assert got[ObjectKey(LAMPS, "ns1", "l1")].mode == "hide"
@@ -71,7 +76,9 @@ def test_long_loop_and_self_mount() -> None:
         ]
     )
     with pytest.raises(CompositionError, match="l1 → home-1 → room-1 → l1"):
-        g.check_update(key(LAMPS, "l1"), mounts_of(LAMPS, digi(LAMPS, "l1", (HOMES, "home-1", ACTIVE))))
+        g.check_update(
+            key(LAMPS, "l1"), mounts_of(LAMPS, digi(LAMPS, "l1", (HOMES, "home-1", ACTIVE)))
+        )
     with pytest.raises(CompositionError, match="close a loop: l1 → l1"):
         g.check_update(key(LAMPS, "l1"), mounts_of(LAMPS, digi(LAMPS, "l1", (LAMPS, "l1", ACTIVE))))
 
@@ -84,7 +91,9 @@ def test_diamond_is_refused_with_both_paths() -> None:
         ]
     )
     with pytest.raises(CompositionError) as err:
-        g.check_update(key(ROOMS, "room-1"), mounts_of(ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", ACTIVE))))
+        g.check_update(
+            key(ROOMS, "room-1"), mounts_of(ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", ACTIVE)))
+        )
     message = str(err.value)
     assert "mounting l1 under room-1 would make a diamond" in message
     assert "home → room-1 → l1" in message and "home → room-2 → l1" in message
@@ -104,7 +113,9 @@ def test_shortcut_edge_is_a_diamond() -> None:
 
 def test_two_unrelated_parents_are_a_multitree() -> None:
     g = CompositionGraph.build([(ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", ACTIVE)))])
-    g.check_update(key(ROOMS, "emergency"), mounts_of(ROOMS, digi(ROOMS, "emergency", (LAMPS, "l1", ACTIVE))))
+    g.check_update(
+        key(ROOMS, "emergency"), mounts_of(ROOMS, digi(ROOMS, "emergency", (LAMPS, "l1", ACTIVE)))
+    )
 
 
 def test_rewriting_existing_edges_is_not_rechecked() -> None:
@@ -114,7 +125,9 @@ def test_rewriting_existing_edges_is_not_rechecked() -> None:
             (ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", ACTIVE))),
         ]
     )
-    g.check_update(key(ROOMS, "room-1"), mounts_of(ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", INACTIVE))))
+    g.check_update(
+        key(ROOMS, "room-1"), mounts_of(ROOMS, digi(ROOMS, "room-1", (LAMPS, "l1", INACTIVE)))
+    )
 
 
 def test_second_active_parent_is_auto_yielded_first_writer_wins() -> None:
@@ -139,7 +152,7 @@ def test_violations_blame_the_later_edge_and_carry_no_writer() -> None:
     g = CompositionGraph()
     g.upsert(HOMES, digi(HOMES, "home-1", (ROOMS, "room-1", ACTIVE)))
     g.upsert(ROOMS, digi(ROOMS, "room-1", (HOMES, "home-1", ACTIVE)))
-    (mount, message), = g.violations()
+    ((mount, message),) = g.violations()
     assert mount.parent == key(ROOMS, "room-1")
     assert "home-1 → room-1" in message
     assert g.writer(key(HOMES, "home-1")) is None
