@@ -15,7 +15,7 @@ QUICK  ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := install
-.PHONY: help install dep tools system-deps test lint typecheck demo demo-down bench clean
+.PHONY: help install dep tools system-deps test lint typecheck demo demo-down bench lock chart-crds clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,16 @@ demo-down: install ## stop the demo's space
 
 bench: dep ## run the benchmark suite (QUICK=1 for a reduced run); writes bench/results.json
 	@$(PY) -m bench $(if $(QUICK),--quick)
+
+LOCK := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+
+lock: install ## re-resolve the hashed locks the Dockerfile installs (requirements*.lock) from pyproject.toml
+	@$(LOCK) --output-file requirements.lock pyproject.toml
+	@$(LOCK) --build-deps-for wheel --only-build-deps --output-file requirements-build.lock pyproject.toml
+
+chart-crds: ## copy crds/ into the Helm chart (tests/test_chart_crds.py checks they match)
+	@rm -f charts/digi/crds/*.yaml && cp crds/*.yaml charts/digi/crds/
 
 clean: ## remove the virtualenv and built tools
 	rm -rf $(VENV) bin
