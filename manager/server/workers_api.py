@@ -1,0 +1,148 @@
+"""The worker API: the only way a worker sees and changes the world.
+
+- `WS /api/v1/workers/events?ns=&name=` streams the digi's models (see
+  `manager.dispatcher`); the first message is a resync.
+- `GET /api/v1/digis/{namespace}/{name}` returns the digi (read from the API server).
+- `PATCH /api/v1/digis/{namespace}/{name}` with `{"patch", "resourceVersion"}`
+  applies a JSON merge patch, guarded by resourceVersion when given.
+
+Every request carries `Authorization: Bearer <token>`; the token must be the
+HMAC of the *path's* namespace/name, so a worker reaches its own digi only.
+Anything else is refused with 403 and logged with the digi the token belongs
+to: the paper's access rule, enforced centrally. Patches may touch `spec` and
+`metadata.labels/annotations` only. Writes need the lease (503 otherwise).
+Optional `gvr=group/version/plural` picks the kind when two kinds share a
+namespace/name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
+
+from digi.errors import Conflict, NotFound
+from manager import metrics
+from manager.dispatcher import CLOSE_GONE, Dispatcher
+from manager.kube import ApiError, Client
+from manager.types import ObjectKey
+
+log = logging.getLogger(__name__)
+
+CLOSE_NOT_LEADER = 1013  # "try again later"
+_PATCHABLE_META = {"labels", "annotations"}
+
+
+class PatchBody(BaseModel):
+    patch: dict[str, Any]
+    resourceVersion: str | None = None
+
+
+def _bearer(authorization: str | None) -> str:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return ""
+
+
+def _check_patch(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    extra = set(patch) - {"spec", "metadata"}
+    meta_extra = set(patch.get("metadata") or {}) - _PATCHABLE_META - {"resourceVersion"}
+    if extra or meta_extra:
+        fields = sorted(extra | {f"metadata.{f}" for f in meta_extra})
+        raise HTTPException(422, f"digi {namespace}/{name}: a worker may patch spec and "
+                                 f"metadata.labels/annotations only, not {', '.join(fields)}")
+
+
+def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_leader: Callable[[], bool]) -> None:
+    tokens = dispatcher.tokens
+
+    def authorize(token: str, namespace: str, name: str, what: str) -> None:
+        if not tokens.verify(token, namespace, name):
+            log.warning("refused (403): %s tried to %s digi %s/%s", dispatcher.identify(token), what, namespace, name)
+            raise HTTPException(403, f"this worker's token is not for digi {namespace}/{name}; "
+                                     "a worker may read and write only its own model")
+
+    def key_of(namespace: str, name: str, gvr: str | None) -> ObjectKey:
+        key = dispatcher.resolve(namespace, name, gvr)
+        if key is None:
+            raise HTTPException(404, f"no digi {namespace}/{name}" + (f" of {gvr}" if gvr else ""))
+        return key
+
+    @app.get("/api/v1/digis/{namespace}/{name}")
+    def get_digi(namespace: str, name: str, gvr: str | None = None,
+                 authorization: str | None = Header(None)) -> dict[str, Any]:
+        authorize(_bearer(authorization), namespace, name, "read")
+        key = key_of(namespace, name, gvr)
+        try:
+            return client.get(key.gvr, namespace, name)
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from e
+
+    @app.patch("/api/v1/digis/{namespace}/{name}")
+    def patch_digi(namespace: str, name: str, body: PatchBody, gvr: str | None = None,
+                   authorization: str | None = Header(None)) -> dict[str, Any]:
+        authorize(_bearer(authorization), namespace, name, "patch")
+        if not is_leader():
+            raise HTTPException(503, "this manager does not hold the leader lease; retry shortly")
+        _check_patch(namespace, name, body.patch)
+        key = key_of(namespace, name, gvr)
+        try:
+            return client.patch(key.gvr, namespace, name, body.patch, resource_version=body.resourceVersion)
+        except Conflict as e:
+            raise HTTPException(409, str(e)) from e
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from e
+        except ApiError as e:
+            raise HTTPException(e.status if 400 <= e.status < 600 else 502, str(e)) from e
+
+    @app.websocket("/api/v1/workers/events")
+    async def events(ws: WebSocket, ns: str, name: str, gvr: str | None = None) -> None:
+        token = _bearer(ws.headers.get("authorization"))
+        if not tokens.verify(token, ns, name):
+            log.warning("refused (403): %s tried to watch digi %s/%s", dispatcher.identify(token), ns, name)
+            await ws.close(code=1008)  # before accept: the client sees HTTP 403
+            return
+        await ws.accept()
+        if not is_leader():
+            await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader")
+            return
+        key = dispatcher.resolve(ns, name, gvr)
+        session = dispatcher.attach(key, asyncio.get_running_loop()) if key else None
+        if session is None:
+            await ws.close(code=CLOSE_GONE, reason=f"no digi {ns}/{name}")
+            return
+        # A reader task notices the peer going away while we wait for events.
+        closed = asyncio.create_task(_drain(ws))
+        try:
+            while True:
+                getter = asyncio.create_task(session.queue.get())
+                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if closed in done:
+                    getter.cancel()
+                    return
+                message = getter.result()
+                if message.object is None:
+                    await ws.close(code=message.close_code, reason=message.close_reason)
+                    return
+                await ws.send_json({"type": "MODEL", "object": message.object, "old": message.old})
+                if message.received is not None:
+                    metrics.dispatch_latency_seconds.observe(time.monotonic() - message.received)
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            closed.cancel()
+            dispatcher.detach(session)
+
+
+async def _drain(ws: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return

@@ -1,0 +1,53 @@
+"""What every worker backend receives and offers.
+
+The dispatcher builds a `WorkerSpec` for each digi from its object, its CRD
+and the manager's settings, then calls `Backend.ensure(spec)` (idempotent: a
+running worker with the same spec is left alone) or `Backend.remove(key)`.
+
+Where the driver is: the annotation `digi.dev/driver-dir` (a directory holding
+`handler.py`), looked up on the digi first, then on its CRD; `digi run` sets it
+on the digi. The kubernetes backend's image: annotation `digi.dev/image` on the
+digi, then on the CRD, then the manager's `--worker-image`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from manager.types import ObjectKey
+
+DRIVER_DIR_ANNOTATION = "digi.dev/driver-dir"
+IMAGE_ANNOTATION = "digi.dev/image"
+
+# Worker states, as `digi list` and `digi_workers{state}` show them.
+STARTING, RUNNING, BACKOFF, STOPPED, DEPLOYED, NO_DRIVER = (
+    "starting", "running", "backoff", "stopped", "deployed", "no-driver",
+)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    key: ObjectKey
+    kind: str
+    env: dict[str, str] = field(hash=False)
+    driver_dir: str | None = None
+    image: str | None = None
+    uid: str = ""
+    obj: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class Backend(Protocol):
+    def ensure(self, spec: WorkerSpec) -> None: ...
+    def remove(self, key: ObjectKey) -> None: ...
+    def states(self) -> dict[ObjectKey, str]: ...
+    def shutdown(self) -> None: ...
+
+
+def annotation(name: str, *objs: dict[str, Any] | None) -> str | None:
+    """The first non-empty value of annotation `name` among `objs`."""
+    for obj in objs:
+        value = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(name)
+        if value:
+            return str(value)
+    return None
