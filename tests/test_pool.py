@@ -48,5 +48,6 @@ def test_pool_name_in_default_namespace(worker_env: ZedServer, monkeypatch: pyte
 
 def test_missing_environment_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DIGI_LAKE_URL", raising=False)
+    monkeypatch.setenv("NAME", "l1")
     with pytest.raises(DigiError, match="DIGI_LAKE_URL"):
         digi.pool.query("count()")
