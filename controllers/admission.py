@@ -1,0 +1,257 @@
+"""The validating admission webhook for composition (§5.3), served by the manager over TLS.
+
+Data flow: the API server POSTs an `AdmissionReview` (v1) for every CREATE and
+UPDATE of a digi to `/validate`; `Admission.review` parses the new object's
+`spec.mount` and answers:
+
+- allowed, when the write does not change which children the digi mounts
+  (status/intent writes of drivers, yield/activate), so the hot path reads nothing;
+- refused, when a mount entry is malformed (the message names the field);
+- otherwise the graph of the *stored* digis, listed fresh from the API server
+  (the informer cache may lag a write that just returned), is asked whether the
+  new edges keep the multitree: a loop or a diamond is refused with the path.
+
+A second active parent is allowed: the mounter stores it as an inactive mount
+(the automatic yield), the same answer the CLI gives.
+
+Failure policy (documented in docs/composition.md): the webhook is registered
+with `failurePolicy: Ignore` and a short timeout, so a stopped manager never
+blocks writes to digis. What slips through meanwhile is re-validated when the
+manager starts: the mounter's graph reports violating edges (Warning Event
+`MountRejected` with the path) and carries no data over them, and second active
+parents are yielded. `WebhookServer` is the TLS uvicorn server; `registration`
+builds the `ValidatingWebhookConfiguration` for the digi kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from controllers.graph import CompositionError, CompositionGraph, digi_key, mounts_of
+from digi.errors import Conflict
+from manager.types import GVR
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+WEBHOOK_NAME = "mount.digi.dev"
+CONFIG_NAME = "digi-composition"
+VWC_GVR = GVR("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+TIMEOUT_SECONDS = 5
+
+
+def _children(gvr: GVR, obj: JSON | None) -> set[Any]:
+    if not obj:
+        return set()
+    return {m.child for m in mounts_of(gvr, obj)}
+
+
+class Admission:
+    """Decides AdmissionReviews; `stored_digis()` lists every digi as (gvr, object)."""
+
+    def __init__(self, stored_digis: Callable[[], Iterable[tuple[GVR, JSON]]]) -> None:
+        self.stored_digis = stored_digis
+        # Serialise the mount-changing reviews so two of them are not both checked
+        # against a state that contains neither.
+        self._lock = threading.Lock()
+
+    def decide(self, gvr: GVR, obj: JSON, old: JSON | None) -> str | None:
+        """None to allow, else the reason for refusing."""
+        try:
+            new_children = _children(gvr, obj)
+            old_children = _children(gvr, old)
+        except ValueError as err:
+            return f"{obj.get('kind', 'digi')} {obj['metadata'].get('name')}: {err}"
+        if new_children <= old_children:
+            return None
+        with self._lock:
+            graph = CompositionGraph.build(self.stored_digis())
+            try:
+                graph.check_update(digi_key(gvr, obj), mounts_of(gvr, obj))
+            except CompositionError as err:
+                return str(err)
+        return None
+
+    def review(self, body: JSON) -> JSON:
+        request = body.get("request") or {}
+        uid = request.get("uid", "")
+        response: JSON = {"uid": uid, "allowed": True}
+        obj = request.get("object")
+        if request.get("operation") in ("CREATE", "UPDATE") and obj:
+            res = request.get("resource") or {}
+            gvr = GVR(res.get("group", ""), res.get("version", ""), res.get("resource", ""))
+            obj = {**obj, "metadata": {"namespace": request.get("namespace"), **obj["metadata"]}}
+            reason = self.decide(gvr, obj, request.get("oldObject"))
+            if reason is not None:
+                log.info("admission: refused %s %s: %s", gvr, obj["metadata"].get("name"), reason)
+                response = {
+                    "uid": uid,
+                    "allowed": False,
+                    "status": {"code": 403, "reason": "Forbidden", "message": reason},
+                }
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": response,
+        }
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        def validate(body: dict[str, Any]) -> JSON:
+            return self.review(body)
+
+        router.add_api_route("/validate", validate, methods=["POST"])
+        return router
+
+
+def list_stored_digis(client: Any, kinds: Callable[[], Iterable[GVR]]) -> list[tuple[GVR, JSON]]:
+    """Every digi of every kind, read from the API server (not from a cache)."""
+    out: list[tuple[GVR, JSON]] = []
+    for gvr in kinds():
+        items, _ = client.list_all(gvr)
+        out.extend((gvr, item) for item in items)
+    return out
+
+
+def registration(url: str, ca_bundle: str, gvrs: Iterable[GVR]) -> JSON:
+    """The ValidatingWebhookConfiguration for `gvrs`, calling `url` (…/validate)."""
+    by_group: dict[tuple[str, str], list[str]] = {}
+    for gvr in sorted(set(gvrs)):
+        by_group.setdefault((gvr.group, gvr.version), []).append(gvr.plural)
+    rules = [
+        {
+            "apiGroups": [group],
+            "apiVersions": [version],
+            "resources": plurals,
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+        for (group, version), plurals in sorted(by_group.items())
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": CONFIG_NAME, "labels": {"app.kubernetes.io/part-of": "digi"}},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "clientConfig": {"url": url, "caBundle": ca_bundle},
+                "rules": rules,
+                # Ignore: a stopped manager must not brick the space (see the module docstring).
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": TIMEOUT_SECONDS,
+                "admissionReviewVersions": ["v1"],
+                "matchPolicy": "Equivalent",
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class WebhookTLS:
+    """Where the webhook listens and its credentials (PEM files signed by the dSpace CA)."""
+
+    host: str
+    port: int
+    cert: Path
+    key: Path
+    ca: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}/validate"
+
+
+class WebhookServer:
+    """A uvicorn server with TLS for the webhook app, on its own thread."""
+
+    def __init__(self, app: FastAPI, tls: WebhookTLS) -> None:
+        config = uvicorn.Config(
+            app,
+            host=tls.host,
+            port=tls.port,
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=str(tls.cert),
+            ssl_keyfile=str(tls.key),
+            ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            if self.server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.02)
+        if not self.server.started:
+            raise RuntimeError(
+                f"admission webhook could not listen on {self.server.config.host}:"
+                f"{self.server.config.port}; pick another --webhook-bind-address"
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+
+def install(mgr: Any, admission: Admission, tls: WebhookTLS) -> WebhookServer:
+    """Serve `admission` over TLS and keep the ValidatingWebhookConfiguration current.
+
+    The configuration is (re)written by the leader on start and whenever a digi
+    kind appears or goes away, so its rules always list exactly the digi kinds.
+    """
+    app = FastAPI(title="digi admission", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(admission.router())
+    server = WebhookServer(app, tls)
+    server.start()
+    ca_bundle = base64.b64encode(tls.ca.read_bytes()).decode()
+    lock = threading.Lock()
+
+    def register(*_: Any) -> None:
+        if not mgr.is_leader:
+            return
+        with lock:
+            write_registration(mgr.client, registration(tls.url, ca_bundle, mgr.cache.digi_kinds()))
+
+    mgr.on_leading(register)
+    mgr.cache.on_digi_kind(register)
+    mgr.on_shutdown(server.stop)
+    return server
+
+
+def write_registration(client: Any, body: JSON) -> None:
+    """Create or update the configuration (retrying a conflicting update on fresh state)."""
+    for _ in range(5):
+        current = client.get_or_none(VWC_GVR, None, CONFIG_NAME)
+        try:
+            if current is None:
+                client.create(VWC_GVR, None, body)
+            else:
+                meta = {
+                    **body["metadata"],
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                }
+                client.update(VWC_GVR, None, {**body, "metadata": meta})
+            return
+        except Conflict:
+            continue
+    raise Conflict(f"validatingwebhookconfiguration {CONFIG_NAME} kept changing; not updated")
