@@ -1,0 +1,78 @@
+"""Wires the composition controllers into a manager: mounter, admission webhook, syncer, policer.
+
+The manager's entry point calls `setup(mgr, webhook=...)` once, before
+`mgr.run()`. It makes sure the `Sync` and `YieldPolicy` CRDs exist (from
+`crds/` of the source checkout; a Helm install ships them itself), registers
+the controllers, and, when `webhook` is given, serves the validating webhook
+over TLS and keeps its `ValidatingWebhookConfiguration` current. `webhook_tls`
+builds the `WebhookTLS` from the manager's flags (`--webhook-bind-address`,
+`--webhook-cert-dir` holding `tls.crt`, `tls.key` and `ca.crt`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from controllers import policer, syncer
+from controllers.admission import Admission, WebhookServer, WebhookTLS, install, list_stored_digis
+from controllers.mounter.controller import ManagerLike, Mounter
+from manager.types import GVR
+
+log = logging.getLogger(__name__)
+
+CRD_GVR = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+OWN_CRDS = ("sync.yaml", "yieldpolicy.yaml")
+
+
+@dataclass
+class Composition:
+    mounter: Mounter
+    syncer: syncer.Syncer
+    policer: policer.Policer
+    webhook: WebhookServer | None
+
+
+def ensure_crds(client: object, directory: Path = CRD_DIR) -> None:
+    """Create the composition CRDs that are missing (existing ones are left as they are)."""
+    for name in OWN_CRDS:
+        path = directory / name
+        if not path.exists():
+            log.warning("%s not found; apply the Sync/YieldPolicy CRDs yourself (helm does)", path)
+            continue
+        body = yaml.safe_load(path.read_text())
+        if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:  # type: ignore[attr-defined]
+            client.create(CRD_GVR, None, body)  # type: ignore[attr-defined]
+            log.info("created CRD %s", body["metadata"]["name"])
+
+
+def webhook_tls(bind_address: str, cert_dir: Path) -> WebhookTLS:
+    """`host:port` and a directory with tls.crt, tls.key, ca.crt → WebhookTLS."""
+    host, _, port = bind_address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(
+            f"--webhook-bind-address {bind_address!r} is not host:port, e.g. 127.0.0.1:9443"
+        )
+    return WebhookTLS(
+        host or "127.0.0.1",
+        int(port),
+        cert=cert_dir / "tls.crt",
+        key=cert_dir / "tls.key",
+        ca=cert_dir / "ca.crt",
+    )
+
+
+def setup(
+    mgr: ManagerLike, *, webhook: WebhookTLS | None = None, strict: bool = False
+) -> Composition:
+    ensure_crds(mgr.client)
+    mounter = Mounter(mgr, strict=strict)
+    server = None
+    if webhook is not None:
+        admission = Admission(lambda: list_stored_digis(mgr.client, mgr.cache.digi_kinds))
+        server = install(mgr, admission, webhook)
+    return Composition(mounter, syncer.setup(mgr), policer.setup(mgr), server)
