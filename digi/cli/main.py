@@ -19,6 +19,7 @@ from digi.cli.context import CliContext, default_root
 _AREAS = (
     "digi.cli.space_cmd",
     "digi.cli.kinds_cmd",
+    "digi.cli.digis_cmd",
     "digi.cli.demo_cmd",
 )
 

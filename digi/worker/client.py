@@ -1,0 +1,112 @@
+"""`HttpModelClient`: the engine's `ModelClient` over the manager's worker API.
+
+`get()` and `patch()` map to `GET`/`PATCH /api/v1/digis/{namespace}/{name}`
+with the worker's bearer token. HTTP 409/403/404 become `digi.errors.Conflict`
+/ `Forbidden` / `NotFound`. Requests that cannot reach the manager (it is
+restarting, or another manager is taking over the lease) are retried with
+backoff for a while; a guarded patch is safe to retry because the
+resourceVersion precondition refuses a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from digi.errors import Conflict, DigiError, Forbidden, NotFound
+
+_ERRORS: dict[int, type[DigiError]] = {409: Conflict, 403: Forbidden, 404: NotFound}
+# 503: the manager lost or has not yet got the lease; it is worth waiting for.
+_RETRY_STATUS = {502, 503, 504}
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """The environment the manager gives every worker."""
+
+    manager_url: str
+    token: str
+    group: str
+    version: str
+    plural: str
+    kind: str
+    name: str
+    namespace: str
+    lake_url: str = ""
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> WorkerEnv:
+        env = os.environ if environ is None else environ
+        missing = [k for k in ("DIGI_MANAGER_URL", "DIGI_TOKEN", "NAME", "NAMESPACE") if not env.get(k)]
+        if missing:
+            raise DigiError(
+                f"the worker environment lacks {', '.join(missing)}: workers are started by the manager "
+                "('digi run KIND_DIR NAME'); to run a driver by hand, export DIGI_MANAGER_URL, DIGI_TOKEN, "
+                "GROUP, VERSION, PLURAL, KIND, NAME and NAMESPACE"
+            )
+        return cls(
+            manager_url=env["DIGI_MANAGER_URL"].rstrip("/"), token=env["DIGI_TOKEN"],
+            group=env.get("GROUP", ""), version=env.get("VERSION", ""), plural=env.get("PLURAL", ""),
+            kind=env.get("KIND", ""), name=env["NAME"], namespace=env["NAMESPACE"],
+            lake_url=env.get("DIGI_LAKE_URL", ""),
+        )
+
+    @property
+    def gvr(self) -> str:
+        return f"{self.group}/{self.version}/{self.plural}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class HttpModelClient:
+    def __init__(self, env: WorkerEnv, *, retry_for: float = 30.0) -> None:
+        self.env = env
+        self.retry_for = retry_for
+        self._http = httpx.Client(base_url=env.manager_url, headers=env.headers, timeout=30.0, trust_env=False)
+        self._path = f"/api/v1/digis/{env.namespace}/{env.name}"
+        self._params = {"gvr": env.gvr} if env.group and env.plural else {}
+
+    def get(self) -> dict[str, Any]:
+        return self._request("GET")
+
+    def patch(self, patch: dict[str, Any], *, resource_version: str | None = None) -> dict[str, Any]:
+        return self._request("PATCH", {"patch": patch, "resourceVersion": resource_version})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.2
+        while True:
+            try:
+                response = self._http.request(method, self._path, params=self._params, json=body)
+                if response.status_code not in _RETRY_STATUS:
+                    break
+                problem = f"HTTP {response.status_code}: {response.text}"
+            except httpx.TransportError as e:
+                problem = f"cannot reach the manager at {self.env.manager_url}: {e}"
+            if time.monotonic() + delay > deadline:
+                raise DigiError(f"{method} digi {self.env.namespace}/{self.env.name}: {problem}")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        if response.is_success:
+            result: dict[str, Any] = response.json()
+            return result
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise _ERRORS.get(response.status_code, DigiError)(
+            f"{method} digi {self.env.namespace}/{self.env.name}: HTTP {response.status_code}: {detail}"
+        )
+
+
+def client_from_env() -> HttpModelClient:
+    return HttpModelClient(WorkerEnv.from_environ())

@@ -1,0 +1,81 @@
+"""`serve(engine)`: receive the digi's model events from the manager and feed the engine.
+
+The WebSocket `/api/v1/workers/events` delivers `{"type": "MODEL", "object",
+"old"}` in order; each is handed to `engine.handle(object, old)` on this
+thread, so handlers of one digi never run concurrently. When the connection
+drops (manager restart, lease handover, network), `serve` reconnects with
+backoff and the manager's first message is a resync of the current model.
+`serve` returns when the manager says the digi is gone (close code 4404) or
+another worker of the same digi took over (4409); it raises `DigiError` when
+the token is refused (a worker cannot fix that by retrying).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from digi.errors import DigiError
+from digi.worker.client import WorkerEnv
+
+log = logging.getLogger("digi.worker")
+
+CLOSE_GONE, CLOSE_REPLACED = 4404, 4409
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class EventSink(Protocol):
+    def handle(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None: ...
+
+
+def events_url(env: WorkerEnv) -> str:
+    base = env.manager_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    query = {"ns": env.namespace, "name": env.name}
+    if env.group and env.plural:
+        query["gvr"] = env.gvr
+    return f"{base}/api/v1/workers/events?{urlencode(query)}"
+
+
+def serve(engine: EventSink, env: WorkerEnv | None = None, stop: threading.Event | None = None) -> None:
+    """Run until the digi is gone, the worker is replaced, or `stop` is set."""
+    env = env or WorkerEnv.from_environ()
+    stop = stop or threading.Event()
+    url = events_url(env)
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            with connect(url, additional_headers=env.headers, proxy=None, max_size=_MAX_MESSAGE,
+                         open_timeout=10) as ws:
+                log.info("connected to the manager for digi %s/%s", env.namespace, env.name)
+                delay = 0.2
+                while not stop.is_set():
+                    try:
+                        raw = ws.recv(timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    message = json.loads(raw)
+                    if message.get("type") == "MODEL":
+                        engine.handle(message["object"], message.get("old"))
+        except InvalidStatus as e:
+            if e.response.status_code == 403:
+                raise DigiError(
+                    f"the manager refused this worker's token for digi {env.namespace}/{env.name} (HTTP 403); "
+                    "the worker must be started by the manager that issued DIGI_TOKEN"
+                ) from e
+            log.warning("manager answered HTTP %s; retrying in %.1fs", e.response.status_code, delay)
+        except ConnectionClosed as e:
+            code = e.rcvd.code if e.rcvd else None
+            if code in (CLOSE_GONE, CLOSE_REPLACED):
+                log.info("manager closed the stream: %s (%s)", e.rcvd.reason if e.rcvd else "", code)
+                return
+            log.warning("connection to the manager closed (%s); resyncing in %.1fs", code, delay)
+        except OSError as e:
+            log.warning("cannot reach the manager at %s: %s; retrying in %.1fs", env.manager_url, e, delay)
+        stop.wait(delay)
+        delay = min(delay * 2, 5.0)
