@@ -1,7 +1,7 @@
 """Wires the composition controllers into a manager: mounter, admission webhook, syncer, policer.
 
-The manager's entry point calls `setup(mgr, webhook=...)` once, before
-`mgr.run()`. It makes sure the `Sync` and `YieldPolicy` CRDs exist (from
+The manager's entry point calls `controllers.setup(mgr)` → `setup_from_env`
+→ `setup(mgr, webhook=...)` once, before `mgr.run()`. It makes sure the `Sync` and `YieldPolicy` CRDs exist (from
 `crds/` of the source checkout; a Helm install ships them itself), registers
 the controllers, and, when `webhook` is given, serves the validating webhook
 over TLS and keeps its `ValidatingWebhookConfiguration` current. `webhook_tls`
@@ -12,6 +12,8 @@ builds the `WebhookTLS` from the manager's flags (`--webhook-bind-address`,
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,14 @@ def setup(
         admission = Admission(lambda: list_stored_digis(mgr.client, mgr.cache.digi_kinds))
         server = install(mgr, admission, webhook)
     return Composition(mounter, syncer.setup(mgr), policer.setup(mgr), server)
+
+
+def setup_from_env(mgr: ManagerLike, environ: Mapping[str, str] = os.environ) -> Composition:
+    """`setup` configured by the environment the space gives the manager (digi/space/webhook.py).
+
+    `DIGI_WEBHOOK_BIND_ADDRESS` and `DIGI_WEBHOOK_CERT_DIR` turn the webhook on;
+    `DIGI_STRICT_MOUNT=true` selects strict trimming (the original's `STRICT_MOUNT`).
+    """
+    bind, cert_dir = environ.get("DIGI_WEBHOOK_BIND_ADDRESS"), environ.get("DIGI_WEBHOOK_CERT_DIR")
+    webhook = webhook_tls(bind, Path(cert_dir)) if bind and cert_dir else None
+    return setup(mgr, webhook=webhook, strict=environ.get("DIGI_STRICT_MOUNT", "false") == "true")
