@@ -20,6 +20,7 @@ _AREAS = (
     "digi.cli.space_cmd",
     "digi.cli.kinds_cmd",
     "digi.cli.digis_cmd",
+    "digi.cli.compose_cmd",
     "digi.cli.demo_cmd",
 )
 
