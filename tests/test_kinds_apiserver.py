@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -83,8 +82,8 @@ def create(kube: client.ApiClient, kind: Kind, namespace: str, obj: dict[str, An
             if e.status != 404 or attempt == 49:
                 raise
             time.sleep(0.2)
-    got: dict[str, Any] = api.get_namespaced_custom_object(
-        kind.group, kind.version, namespace, kind.plural, obj["metadata"]["name"])
+    got = api.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, obj["metadata"]["name"])
+    assert isinstance(got, dict)
     return got
 
 
@@ -94,7 +93,7 @@ def test_generated_crd_is_accepted_and_cr_comes_back_whole(
         space: Space, kube: client.ApiClient, namespace: str, kind_dir: Path, tmp_path: Path) -> None:
     kind = install(space, kind_dir, tmp_path)
     crd = client.ApiextensionsV1Api(kube).read_custom_resource_definition(kind.crd_name)
-    assert crd.metadata.labels["digi.dev/kind"] == "true"
+    assert crd.metadata is not None and (crd.metadata.labels or {}).get("digi.dev/kind") == "true"
     obj = render_cr((kind_dir / CR_TEMPLATE).read_text(), f"{kind.singular}-1", namespace)
     got = create(kube, kind, namespace, obj)
     assert_nothing_pruned(obj["spec"], got["spec"])
@@ -119,7 +118,8 @@ def free_form_spec() -> dict[str, Any]:
 @pytest.mark.slow
 def test_free_form_subtrees_are_kept(space: Space, kube: client.ApiClient, namespace: str, tmp_path: Path) -> None:
     room = install(space, MOCKS / "room", tmp_path)
-    obj = {"apiVersion": room.api_version, "kind": room.kind, "metadata": {"name": "r1"}, "spec": free_form_spec()}
+    obj: dict[str, Any] = {"apiVersion": room.api_version, "kind": room.kind, "metadata": {"name": "r1"},
+                           "spec": free_form_spec()}
     got = create(kube, room, namespace, obj)
     assert_nothing_pruned(obj["spec"], got["spec"])
 
