@@ -7,16 +7,19 @@ down at session end, on failure and on Ctrl-C (the `atexit` hook covers an
 interrupted session whose fixture finalizers did not run). `kube` is an admin
 `kubernetes.client.ApiClient` for it; `namespace` a fresh namespace per test.
 
-There is no kube-controller-manager in the space, so a deleted namespace stays
-`Terminating` with its objects; tests must use their own `namespace` rather
-than assume an empty cluster.
+There is no kube-controller-manager in the space, so `namespace` does the
+namespace controller's job at teardown: it deletes every namespaced object in
+it and finalizes it, so later tests (and managers watching all namespaces) do
+not see leftovers. Objects holding finalizers nobody removes may linger.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -59,8 +62,42 @@ def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> Iterato
     try:
         yield name
     finally:
-        try:
-            core.delete_namespace(name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        _purge_namespace(kube, name)
+
+
+def _request(kube: client.ApiClient, method: str, path: str) -> Any:
+    """A raw API request (discovery and deletecollection have no typed methods for all kinds)."""
+    resp = kube.call_api(method, f"{kube.configuration.host}{path}")
+    data = resp.read()
+    if resp.status >= 400:
+        raise ApiException(status=resp.status, reason=f"{method} {path}: {data!r}")
+    return json.loads(data)
+
+
+def _namespaced_collections(kube: client.ApiClient) -> Iterator[str]:
+    """Paths `/api[s]/GROUP/VERSION/namespaces/{ns}/PLURAL` of resources that can be bulk-deleted."""
+    group_versions = [f"/api/{v}" for v in _request(kube, "GET", "/api")["versions"]]
+    group_versions += [
+        f"/apis/{g['preferredVersion']['groupVersion']}" for g in _request(kube, "GET", "/apis")["groups"]
+    ]
+    for gv in group_versions:
+        for res in _request(kube, "GET", gv)["resources"]:
+            if res["namespaced"] and "/" not in res["name"] and "deletecollection" in res["verbs"]:
+                yield f"{gv}/namespaces/{{ns}}/{res['name']}"
+
+
+def _purge_namespace(kube: client.ApiClient, name: str) -> None:
+    """Delete the namespace, everything in it, then remove its finalizer (no controller here)."""
+    core = client.CoreV1Api(kube)
+    try:
+        core.delete_namespace(name)
+    except ApiException as e:
+        if e.status == 404:
+            return
+        raise
+    for path in _namespaced_collections(kube):
+        _request(kube, "DELETE", path.format(ns=name))
+    ns = core.read_namespace(name)
+    assert ns.spec is not None
+    ns.spec.finalizers = []
+    core.replace_namespace_finalize(name, ns)
