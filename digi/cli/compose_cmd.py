@@ -221,6 +221,9 @@ def render_tree(graph: CompositionGraph, kinds: dict[GVR, str], root: ObjectKey 
     """The hierarchy as an indented tree; inactive and rejected mounts are marked."""
     rejected = {m.edge for m, _ in graph.violations()}
     g = graph.g
+    namespaces = {k.namespace for k in g.nodes}
+    # Names alone when every digi shown is in one namespace, else namespace/name.
+    ns = next(iter(namespaces)) if len(namespaces) == 1 else None
     roots = [root] if root is not None else sorted(n for n in g.nodes if g.in_degree(n) == 0)
     if root is None and not roots and g.nodes:
         roots = sorted(g.nodes)[:1]  # only loops (stored while the webhook was down)
@@ -228,7 +231,7 @@ def render_tree(graph: CompositionGraph, kinds: dict[GVR, str], root: ObjectKey 
 
     def node_text(key: ObjectKey) -> str:
         missing = "" if graph.exists(key) else " [missing]"
-        return f"{label(key)} ({kinds.get(key.gvr, key.gvr.plural)}){missing}"
+        return f"{label(key, ns)} ({kinds.get(key.gvr, key.gvr.plural)}){missing}"
 
     def walk(key: ObjectKey, prefix: str, seen: frozenset[ObjectKey]) -> None:
         children = sorted(graph.children(key), key=lambda m: m.child)
