@@ -283,6 +283,10 @@ def check_gen_and_patch_spec(g: str, v: str, r: str, n: str, ns: str, spec: Mapp
 
     Returns (current generation, new object or None, error or None) like the original.
     """
+    try:
+        _own_client(g, v, r, n, ns)
+    except DigiError as e:
+        return -1, None, e
     while True:
         got = get_spec(g, v, r, n, ns)
         if got is None:

@@ -336,3 +336,49 @@ def test_memory_client_refuses_stale_resource_version() -> None:
 ])
 def test_mount_paths(sub: str | None, path: tuple[str, ...], typ: str | None) -> None:
     assert parse_path("mount", sub, "mock.digi.dev", "v1") == (path, typ)
+
+
+def test_model_and_rc_facades_reach_the_engine_and_are_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg, seen = Registry(), []
+    reg.add(lambda obs: seen.append(dict(obs)), ("obs",))
+    h = Harness(reg, {**lamp_spec(), "obs": {"watt": 0}})
+    h.pump()
+    # What a loader thread does between events: a plain, unguarded write of its own model.
+    assert digi.model.patch("obs.watt", 3)["obs"] == {"watt": 3}
+    digi.model.patch({"meta": {"x": None}})
+    assert digi.model.get()["meta"] == {} and "x" not in h.spec["meta"]
+    h.pump()
+    assert seen[-1] == {"watt": 3}
+    assert digi.rc.view()["obs"] == {"watt": 3}
+
+    monkeypatch.setenv("GROUP", "mock.digi.dev")
+    monkeypatch.setenv("PLURAL", "rooms")
+    monkeypatch.setenv("NAME", "r1")
+    monkeypatch.setenv("NAMESPACE", "default")
+    gen = h.client.get()["metadata"]["generation"]
+    cur, resp, err = digi.util.check_gen_and_patch_spec("mock.digi.dev", "v1", "rooms", "r1", "default",
+                                                        {"meta": {"y": 1}}, gen)
+    assert err is None and resp is not None and resp["spec"]["meta"]["y"] == 1
+    cur, resp, err = digi.util.check_gen_and_patch_spec("mock.digi.dev", "v1", "rooms", "r1", "default",
+                                                        {"meta": {"y": 2}}, gen)
+    assert isinstance(err, digi.util.GenerationOutdated) and resp is None and cur == gen + 1
+    _, resp, err = digi.util.check_gen_and_patch_spec("mock.digi.dev", "v1", "lamps", "l1", "default", {}, 1)
+    assert resp is None and "reaches only its own model" in str(err)
+
+
+def test_dbox_managed_condition_and_seed() -> None:
+    reg, runs = Registry(), []
+    reg.add(lambda sv: runs.append(sv.get("intent")), ("control", "power"), condition=digi.dbox.managed)
+    h = Harness(reg, {**lamp_spec(), "meta": {"managed": False}})
+    h.pump()
+    h.user({"meta": {"managed": True}})
+    h.user({"control": {"power": {"intent": "on"}}})  # managed: the mock's own handler holds off
+    assert runs == ["off"]
+    h.user({"meta": {"managed": False}})  # the flip itself runs it
+    assert runs == ["off", "on"]
+
+    digi.dbox.seed(42)
+    first = [digi.dbox.random.random() for _ in range(3)]
+    digi.dbox.seed(7)
+    digi.dbox.seed(42)
+    assert [digi.dbox.random.random() for _ in range(3)] == first
