@@ -176,7 +176,7 @@ def test_component_dying_at_start_shows_its_log_and_stops_the_others(root: Path)
     assert "exited during start" in message
     assert str(root / "logs" / "lake.log") in message
     assert "not a directory" in message, "the log's last lines belong in the error"
-    assert err.value.stopped == ["etcd", "kube-apiserver"]
+    assert err.value.stopped == ["kube-apiserver", "etcd"]
     assert processes_of(root) == []
 
 

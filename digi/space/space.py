@@ -205,11 +205,10 @@ class Space:
                 state.save(self.layout.state)
                 self._wait_ready(comp, popen, ref)
         except BaseException as e:
-            for name in reversed(started):
-                self._stop_one(state, name)
+            stopped = [name for name in reversed(started) if self._stop_one(state, name)]
             state.save(self.layout.state)
             if isinstance(e, SpaceError):
-                e.stopped = started
+                e.stopped = stopped
             raise
 
     def down(self) -> list[str]:
