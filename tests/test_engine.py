@@ -78,6 +78,19 @@ def test_default_condition_is_subtree_changed() -> None:
     assert len(calls) == 3
 
 
+def test_a_new_engine_runs_every_handler_on_its_first_event() -> None:
+    reg, calls = Registry(), []
+    reg.add(lambda meta: calls.append("meta"), ("meta",))
+    h = Harness(reg, lamp_spec())
+    h.client.update_spec({"control": {"power": {"intent": "on"}}})
+    # A restarted worker: the manager resyncs with the last model it sent as `old`.
+    h.engine.handle(h.client.history[-1], h.client.history[0])
+    assert calls == ["meta"]
+    h.client.update_spec({"control": {"power": {"intent": "off"}}})
+    h.engine.handle(h.client.history[-1], h.client.history[-2])
+    assert calls == ["meta"]
+
+
 def test_custom_condition() -> None:
     reg, calls = Registry(), []
     reg.add(lambda meta: calls.append(meta["x"]), ("meta",), condition=lambda pv, diff, path: pv["meta"]["x"] > 1)

@@ -67,6 +67,7 @@ class Engine:
         self.client = client
         self.name = name
         self.reconcile_count = 0
+        self._started = False
         self._lock = threading.Lock()
         self._view: dict[str, Any] = {}
         self._last_generation: int | None = None
@@ -125,7 +126,10 @@ class Engine:
         self._last_generation = generation
         self.reconcile_count += 1
 
-        old_spec = None if old is None else dict(old.get("spec") or {})
+        # The first event a (new) engine sees is its start: every handler runs, as on the
+        # original's resume, even if the transport knows an older model to diff against.
+        old_spec = None if old is None or not self._started else dict(old.get("spec") or {})
+        self._started = True
         diff = spec_diff(old_spec, spec)
         self._sync_reflexes(spec)
         proc = copy.deepcopy(spec)
