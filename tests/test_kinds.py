@@ -115,8 +115,13 @@ def test_lamp_kind_is_the_mock_lamp_plus_energy_egress() -> None:
         assert ours.schema["properties"][section] == schema
     assert "energy" in ours.schema["properties"]["egress"]["properties"]
     assert "wattage" in ours.schema["properties"]["meta"]["properties"]
-    committed = yaml.safe_load((REPO / "digis" / "lamp" / "crd.yaml").read_text())
-    assert committed == ours.crd(), "digis/lamp/crd.yaml is stale: run `digi gen digis/lamp`"
+
+
+@pytest.mark.parametrize("kind_dir", sorted(p for p in (REPO / "digis").iterdir() if (p / "model.yaml").is_file()),
+                         ids=lambda p: p.name)
+def test_committed_crds_are_what_gen_writes(kind_dir: Path) -> None:
+    committed = yaml.safe_load((kind_dir / "crd.yaml").read_text())
+    assert committed == load_kind(kind_dir).crd(), f"{kind_dir}/crd.yaml is stale: run `digi gen {kind_dir}`"
 
 
 def test_render_cr_replaces_name() -> None:
