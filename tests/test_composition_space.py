@@ -1,0 +1,422 @@
+"""Composition against the real API server, the real webhook and real drivers (§5, §6).
+
+One manager (with the admission webhook over TLS) serves the module; each test
+works in its own namespace. Lamps, rooms and buildings run their shipped
+drivers as local workers; `Node` digis (no driver, free-form) are used where a
+test needs shapes the shipped schemas cannot express (loops) or free attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digi.space import Space
+from manager.types import GVR
+from tests.composition_fixtures import (
+    BUILDINGS,
+    LAMPS,
+    NODES,
+    REPO,
+    ROOMS,
+    CompositionSpace,
+    composition_space,
+    mounts,
+    node,
+    node_crd,
+)
+from tests.manager_fixtures import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cs(space: Space, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompositionSpace]:
+    yield from composition_space(space, tmp_path_factory.mktemp("composition-manager"))
+
+
+def spec_at(cs: CompositionSpace, gvr: GVR, ns: str, name: str, *path: str) -> Any:
+    node: Any = cs.get(gvr, ns, name).get("spec") or {}
+    for k in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(k)
+    return node
+
+
+def run(cs: CompositionSpace, kind: str, ns: str, *names: str) -> None:
+    code, out = cs.digi("run", str(REPO / "digis" / kind), *names, "-n", ns)
+    assert code == 0, out
+
+
+def mount(cs: CompositionSpace, child: str, parent: str, ns: str) -> str:
+    code, out = cs.digi("mount", child, parent, "-n", ns)
+    assert code == 0, out
+    return out
+
+
+def lamp_brightness(cs: CompositionSpace, ns: str, name: str) -> tuple[Any, Any]:
+    b = spec_at(cs, LAMPS, ns, name, "control", "brightness") or {}
+    return b.get("intent"), b.get("status")
+
+
+def replica(
+    cs: CompositionSpace, parent_gvr: GVR, ns: str, parent: str, child_gvr: GVR, child: str
+) -> Any:
+    return spec_at(cs, parent_gvr, ns, parent, "mount", str(child_gvr), f"{ns}/{child}") or {}
+
+
+def test_room_divides_brightness_among_lamps_and_reflects_their_status(
+    cs: CompositionSpace, namespace: str
+) -> None:
+    ns = namespace
+    run(cs, "lamp", ns, "l1", "l2")
+    run(cs, "room", ns, "room-1")
+    mount(cs, "l1", "room-1", ns)
+    mount(cs, "l2", "room-1", ns)
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"brightness": {"intent": 0.8}}}})
+    for lamp in ("l1", "l2"):
+        # the room's driver divides the intent; the lamp's driver makes it its status
+        wait_for(
+            lambda lamp=lamp: lamp_brightness(cs, ns, lamp) == (0.4, 0.4), 30, f"{lamp} at 0.4"
+        )
+    for lamp in ("l1", "l2"):
+        wait_for(
+            lambda lamp=lamp: (
+                replica(cs, ROOMS, ns, "room-1", LAMPS, lamp)
+                .get("spec", {})
+                .get("control", {})
+                .get("brightness", {})
+                .get("status")
+                == 0.4
+            ),
+            30,
+            f"room-1's replica of {lamp} to show status 0.4",
+        )
+    wait_for(
+        lambda: spec_at(cs, ROOMS, ns, "room-1", "control", "brightness", "status") == 0.8,
+        30,
+        "room status 0.8",
+    )
+    entry = replica(cs, ROOMS, ns, "room-1", LAMPS, "l1")
+    assert entry["generation"] == cs.get(LAMPS, ns, "l1")["metadata"]["generation"]
+    assert entry["mode"] == "hide" and entry["status"] == "active"
+
+
+def test_building_room_lamp(cs: CompositionSpace, namespace: str) -> None:
+    ns = namespace
+    run(cs, "lamp", ns, "l1", "l2")
+    run(cs, "room", ns, "room-1")
+    run(cs, "building", ns, "hq")
+    mount(cs, "l1", "room-1", ns)
+    mount(cs, "l2", "room-1", ns)
+    mount(cs, "room-1", "hq", ns)
+    cs.client.patch(BUILDINGS, ns, "hq", {"spec": {"control": {"brightness": {"intent": 0.6}}}})
+    wait_for(
+        lambda: spec_at(cs, ROOMS, ns, "room-1", "control", "brightness", "intent") == 0.6,
+        30,
+        "room intent",
+    )
+    for lamp in ("l1", "l2"):
+        wait_for(
+            lambda lamp=lamp: lamp_brightness(cs, ns, lamp) == (0.3, 0.3), 30, f"{lamp} at 0.3"
+        )
+    wait_for(
+        lambda: spec_at(cs, BUILDINGS, ns, "hq", "control", "brightness", "status") == 0.6,
+        30,
+        "hq status",
+    )
+    room_replica = replica(cs, BUILDINGS, ns, "hq", ROOMS, "room-1")
+    assert "mount" not in room_replica["spec"]  # hide: the room's own mounts stay out of hq
+
+
+def test_yield_stops_down_keeps_up_and_activate_restores(
+    cs: CompositionSpace, namespace: str
+) -> None:
+    ns = namespace
+    run(cs, "lamp", ns, "l1", "l2")
+    run(cs, "room", ns, "room-1")
+    mount(cs, "l1", "room-1", ns)
+    mount(cs, "l2", "room-1", ns)
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"brightness": {"intent": 0.4}}}})
+    wait_for(lambda: lamp_brightness(cs, ns, "l1") == (0.2, 0.2), 30, "l1 at 0.2")
+
+    code, out = cs.digi("yield", "l1", "room-1", "-n", ns)
+    assert code == 0, out
+    wait_for(
+        lambda: replica(cs, ROOMS, ns, "room-1", LAMPS, "l1").get("status") == "inactive",
+        10,
+        "yielded",
+    )
+    # a write into the replica no longer reaches the lamp...
+    cs.client.patch(
+        ROOMS,
+        ns,
+        "room-1",
+        {
+            "spec": {
+                "mount": {
+                    str(LAMPS): {f"{ns}/l1": {"spec": {"control": {"power": {"intent": "on"}}}}}
+                }
+            }
+        },
+    )
+    # ...but the lamp's own changes still flow up
+    cs.client.patch(LAMPS, ns, "l1", {"spec": {"control": {"brightness": {"intent": 0.9}}}})
+    wait_for(
+        lambda: (
+            replica(cs, ROOMS, ns, "room-1", LAMPS, "l1")["spec"]["control"]["brightness"]
+            == {"intent": 0.9, "status": 0.9}
+        ),
+        30,
+        "l1's own change in room-1's replica",
+    )
+    assert spec_at(cs, LAMPS, ns, "l1", "control", "power", "intent") == "off"
+
+    code, out = cs.digi("activate", "l1", "room-1", "-n", ns)
+    assert code == 0, out
+    # the pending power intent and the room's division reach the lamp again
+    wait_for(
+        lambda: spec_at(cs, LAMPS, ns, "l1", "control", "power", "status") == "on",
+        30,
+        "l1 on after activate",
+    )
+    wait_for(lambda: lamp_brightness(cs, ns, "l1") == (0.2, 0.2), 30, "l1 back at 0.2")
+
+
+def test_yield_policy_hands_lamps_over_and_back(cs: CompositionSpace, namespace: str) -> None:
+    ns = namespace
+    run(cs, "lamp", ns, "l1", "l2")
+    run(cs, "room", ns, "room-1", "emergency")
+    for lamp in ("l1", "l2"):
+        mount(cs, lamp, "room-1", ns)
+        out = mount(cs, lamp, "emergency", ns)
+        assert "inactive" in out  # room-1 already writes it
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"brightness": {"intent": 0.2}}}})
+    cs.client.patch(ROOMS, ns, "emergency", {"spec": {"control": {"brightness": {"intent": 2.0}}}})
+    wait_for(lambda: lamp_brightness(cs, ns, "l1") == (0.1, 0.1), 30, "room-1 drives l1")
+    policy = {
+        "apiVersion": "digi.dev/v1",
+        "kind": "YieldPolicy",
+        "metadata": {"name": "takeover", "namespace": ns},
+        "spec": {
+            "source": "Room/room-1",
+            "target": "Room/emergency",
+            "condition": '.source.spec.control.mode.intent == "emergency"',
+        },
+    }
+    assert cs.apply(policy).returncode == 0
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"mode": {"intent": "emergency"}}}})
+    for lamp in ("l1", "l2"):
+        wait_for(
+            lambda lamp=lamp: lamp_brightness(cs, ns, lamp) == (1.0, 1.0),
+            30,
+            f"emergency drives {lamp}",
+        )
+        assert replica(cs, ROOMS, ns, "room-1", LAMPS, lamp)["status"] == "inactive"
+    assert (
+        cs.get(GVR("digi.dev", "v1", "yieldpolicies"), ns, "takeover")["status"]["holding"] is True
+    )
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"mode": {"intent": None}}}})
+    for lamp in ("l1", "l2"):
+        wait_for(
+            lambda lamp=lamp: lamp_brightness(cs, ns, lamp) == (0.1, 0.1),
+            30,
+            f"room-1 drives {lamp} again",
+        )
+        assert replica(cs, ROOMS, ns, "emergency", LAMPS, lamp)["status"] == "inactive"
+
+
+@pytest.fixture
+def nodes(cs: CompositionSpace) -> GVR:
+    gvr = cs.ensure_kind(node_crd())
+    cs.wait_webhook_covers(gvr)
+    return gvr
+
+
+def test_loop_and_diamond_refused_from_cli_and_kubectl(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    ns = namespace
+    for name in ("home-1", "room-1", "room-2", "lamp-1"):
+        cs.client.create(NODES, ns, node(name, ns))
+    mount(cs, "room-1", "home-1", ns)
+    mount(cs, "room-2", "home-1", ns)
+    mount(cs, "lamp-1", "room-2", ns)
+
+    code, out = cs.digi("mount", "home-1", "room-1", "-n", ns)
+    assert code != 0
+    assert "mounting home-1 under room-1 would close a loop: room-1 → home-1 → room-1" in out
+    r = cs.apply(node("room-1", ns, mounts("home-1", ns=ns)))
+    assert r.returncode != 0
+    assert "would close a loop: room-1 → home-1 → room-1" in r.stderr
+
+    code, out = cs.digi("mount", "lamp-1", "room-1", "-n", ns)
+    assert code != 0
+    assert "home-1 → room-1 → lamp-1 and home-1 → room-2 → lamp-1" in out
+    r = cs.apply(node("room-1", ns, mounts("lamp-1", ns=ns)))
+    assert r.returncode != 0
+    assert "would make a diamond" in r.stderr and "home-1 → room-2 → lamp-1" in r.stderr
+    assert not (spec_at(cs, NODES, ns, "room-1", "mount") or {})
+
+
+def test_second_active_parent_becomes_inactive_from_cli_and_kubectl(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    ns = namespace
+    for name in ("a", "b", "c", "x"):
+        cs.client.create(NODES, ns, node(name, ns))
+    mount(cs, "x", "a", ns)
+    out = mount(cs, "x", "b", ns)
+    assert "inactive" in out and "a already writes it" in out
+    assert cs.get(NODES, ns, "b")["spec"]["mount"][str(NODES)][f"{ns}/x"]["status"] == "inactive"
+    assert cs.apply(node("c", ns, mounts("x", ns=ns))).returncode == 0  # stored as active...
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "c", "mount", str(NODES), f"{ns}/x", "status") == "inactive",
+        30,
+        "the mounter to yield c's mount of x",
+    )
+    events = cs.client.list(GVR("", "v1", "events"), ns, field_selector="involvedObject.name=c")[
+        "items"
+    ]
+    assert any(
+        e["reason"] == "AutoYielded" and "x already has an active parent a" in e["message"]
+        for e in events
+    )
+    # the writer still propagates; the yielded parents only read
+    cs.client.patch(
+        NODES,
+        ns,
+        "c",
+        {"spec": {"mount": {str(NODES): {f"{ns}/x": {"spec": {"meta": {"v": "from-c"}}}}}}},
+    )
+    cs.client.patch(
+        NODES,
+        ns,
+        "a",
+        {"spec": {"mount": {str(NODES): {f"{ns}/x": {"spec": {"meta": {"w": "from-a"}}}}}}},
+    )
+    wait_for(lambda: spec_at(cs, NODES, ns, "x", "meta", "w") == "from-a", 30, "a's write on x")
+    assert spec_at(cs, NODES, ns, "x", "meta", "v") is None
+
+
+def test_sync_and_match_bindings(cs: CompositionSpace, namespace: str, nodes: GVR) -> None:
+    ns = namespace
+    cs.client.create(NODES, ns, node("cam", ns, {"data": {"output": {"objects": ["cup"]}}}))
+    cs.client.create(NODES, ns, node("det", ns, {"data": {"input": {}}}))
+    code, out = cs.digi("pipe", "cam.output.objects", "det.input.objects", "-n", ns)
+    assert code == 0, out
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "det", "data", "input", "objects") == ["cup"],
+        30,
+        "pipe delivers",
+    )
+    cs.client.patch(NODES, ns, "cam", {"spec": {"data": {"output": {"objects": ["cup", "pen"]}}}})
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "det", "data", "input", "objects") == ["cup", "pen"],
+        30,
+        "pipe follows",
+    )
+    cs.client.patch(NODES, ns, "det", {"spec": {"data": {"input": {"objects": ["tampered"]}}}})
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "det", "data", "input", "objects") == ["cup", "pen"],
+        30,
+        "match restores",
+    )
+    code, out = cs.digi("unpipe", "cam.output.objects", "det.input.objects", "-n", ns)
+    assert code == 0, out
+    wait_for(
+        lambda: "objects" not in (spec_at(cs, NODES, ns, "det", "data", "input") or {}),
+        30,
+        "unpipe clears",
+    )
+
+    cs.client.create(NODES, ns, node("left", ns, {"obs": {"t": {"v": 1, "unit": "C"}}}))
+    cs.client.create(NODES, ns, node("right", ns, {}))
+    binding = {
+        "apiVersion": "digi.dev/v1",
+        "kind": "Sync",
+        "metadata": {"name": "lr", "namespace": ns},
+        "spec": {
+            "source": "Node/left.spec.obs.t",
+            "target": "Node/right.spec.obs.t",
+            "mode": "sync",
+        },
+    }
+    assert cs.apply(binding).returncode == 0
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "right", "obs", "t") == {"v": 1, "unit": "C"},
+        30,
+        "sync initial",
+    )
+    cs.client.patch(NODES, ns, "right", {"spec": {"obs": {"t": {"v": 2, "unit": None}}}})
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "left", "obs", "t") == {"v": 2}, 30, "sync target → source"
+    )
+    cs.client.patch(NODES, ns, "left", {"spec": {"obs": {"t": {"v": 3}}}})
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "right", "obs", "t") == {"v": 3}, 30, "sync source → target"
+    )
+    cs.client.delete(GVR("digi.dev", "v1", "syncs"), ns, "lr")
+    wait_for(
+        lambda: cs.client.get_or_none(GVR("digi.dev", "v1", "syncs"), ns, "lr") is None,
+        30,
+        "sync deleted",
+    )
+    assert spec_at(cs, NODES, ns, "right", "obs", "t") == {"v": 3}  # only match bindings clear
+
+
+def test_graph_api_cli_and_metrics(cs: CompositionSpace, namespace: str, nodes: GVR) -> None:
+    ns = namespace
+    for name in ("p", "q", "k"):
+        cs.client.create(NODES, ns, node(name, ns))
+    mount(cs, "k", "p", ns)
+    mount(cs, "k", "q", ns)
+    code, out = cs.digi("graph", "-n", ns)
+    assert code == 0
+    assert "└── k (Node)" in out and "k (Node) [inactive]" in out
+
+    def edges() -> list[tuple[str, str, str]]:
+        return sorted(
+            (e["parent"]["name"], e["child"]["name"], e["status"])
+            for e in cs.graph()["edges"]
+            if e["parent"]["namespace"] == ns
+        )
+
+    wait_for(lambda: edges() == [("p", "k", "active"), ("q", "k", "inactive")], 30, "graph API")
+    samples = cs.manager.metrics()
+    assert {s[0]["status"] for s in samples["digi_graph_edges"]} >= {"active", "inactive"}
+    assert samples["digi_graph_nodes"][0][1] >= 3
+
+
+def test_webhook_down_does_not_brick_and_restart_revalidates(
+    cs: CompositionSpace, namespace: str, nodes: GVR, tmp_path: Path
+) -> None:
+    """failurePolicy Ignore: with the manager stopped writes go through; on start the
+    manager reports the loop that slipped in and carries no data over its closing edge."""
+    ns = namespace
+    for name in ("u", "v"):
+        cs.client.create(NODES, ns, node(name, ns))
+    mount(cs, "v", "u", ns)
+    cs.stop()
+    try:
+        r = cs.apply(node("v", ns, {**mounts("u", ns=ns), "meta": {"x": 1}}))
+        assert r.returncode == 0, r.stderr
+    finally:
+        cs.start()
+    wait_for(
+        lambda: any(
+            v["parent"] == "v" and v["child"] == "u" and "close a loop: v → u → v" in v["message"]
+            for v in cs.graph()["violations"]
+        ),
+        30,
+        "the restarted manager to report the loop",
+    )
+    events = cs.client.list(GVR("", "v1", "events"), ns, field_selector="involvedObject.name=v")[
+        "items"
+    ]
+    assert any(e["reason"] == "MountRejected" and e["type"] == "Warning" for e in events)
+    assert "generation" not in spec_at(cs, NODES, ns, "v", "mount", str(NODES), f"{ns}/u")
