@@ -181,7 +181,7 @@ class DotView(View):
                 dict.__setitem__(out, safe, self._to_dot(value, (*vprefix, safe), (*sprefix, key), table))
             else:
                 table[(*vprefix, safe)] = (*sprefix, key)
-                dict.__setitem__(out, safe, copy.deepcopy(value))
+                dict.__setitem__(out, safe, _dot_items(copy.deepcopy(value)))
         return out
 
     @classmethod
@@ -223,6 +223,13 @@ def _dot(d: Mapping[str, Any]) -> DotDict:
     for k, v in d.items():
         out[k] = v
     return out
+
+
+def _dot_items(value: Any) -> Any:
+    """Objects inside lists get attribute access too (their keys are kept as they are)."""
+    if isinstance(value, list):
+        return [_dot(v) if isinstance(v, Mapping) else _dot_items(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -83,6 +83,15 @@ def test_dot_view_maps_unsafe_keys_back() -> None:
     assert set(v["mount"][LAMPS]) == {"default/lamp-test", "lab/l2"}
 
 
+def test_dot_view_reaches_objects_inside_lists() -> None:
+    v = {"obs": {"objects": [{"class": "human", "name": "alice"}]}}
+    with DotView(v) as dv:
+        assert dv.obs.objects[0].name == "alice"
+        dv.obs.objects[0].name = "bob"
+    assert v == {"obs": {"objects": [{"class": "human", "name": "bob"}]}}
+    assert type(v["obs"]["objects"][0]) is dict
+
+
 def test_clean_view_reduces_replicas_to_specs_recursively_and_writes_back() -> None:
     v = room()
     with CleanView(v, trim_mount=False) as cv:
