@@ -136,3 +136,16 @@ def test_the_lamp_driver_we_ship(fresh_registry: Registry) -> None:
         assert not loop.is_alive()
     finally:
         loop.stop()
+
+
+def test_the_driver_digi_init_scaffolds(fresh_registry: Registry, tmp_path: Path) -> None:
+    from digi.kinds import render_cr, scaffold
+
+    scaffold(tmp_path / "plug", "plug", group="home.digi.dev")
+    load_driver(tmp_path / "plug" / "driver" / "handler.py")
+    cr = render_cr((tmp_path / "plug" / "deploy" / "cr.yaml").read_text(), "p1")
+    h = Harness(fresh_registry, cr["spec"])
+    h.pump()
+    assert h.spec["control"]["power"] == {"intent": "off", "status": "off"}
+    h.user({"control": {"power": {"intent": "on"}}})
+    assert h.spec["control"]["power"]["status"] == "on"
