@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=Path(os.environ.get("DIGI_ROOT") or Path.home() / ".digi"),
                    help="directory for local workers' logs and state, and the token secret (default $DIGI_ROOT or ~/.digi)")
     p.add_argument("--sync-period", type=float, default=600.0, help="informer resync period in seconds (default 600)")
+    p.add_argument("--no-meta-controllers", action="store_true",
+                   help="run only the dispatcher and workers (no mounter/syncer/policer/piper)")
     p.add_argument("--identity", default=None, help="leader election identity (default <hostname>_<uuid>)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -104,19 +106,16 @@ def build(args: argparse.Namespace) -> Manager:
     mgr.add_controller(dispatcher.controller)
     mgr.on_shutdown(backend.shutdown)
     add_worker_api(mgr.http, dispatcher, client, lambda: mgr.is_leader)
-    _add_meta_controllers(mgr)
+    if not args.no_meta_controllers:
+        _add_meta_controllers(mgr)
     return mgr
 
 
 def _add_meta_controllers(mgr: Manager) -> None:
-    """The meta controllers in `controllers/` register themselves through `controllers.setup(mgr)`."""
-    try:
-        import controllers
-    except ImportError:
-        return
-    setup = getattr(controllers, "setup", None)
-    if setup is not None:
-        setup(mgr)
+    """The meta controllers register themselves through `controllers.setup(mgr)`."""
+    import controllers
+
+    controllers.setup(mgr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 def main() -> None:
     logging.basicConfig(level=os.environ.get("DIGI_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per request to the manager would drown the driver's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     handler = Path.cwd() / "handler.py"
     if not handler.is_file():
         sys.exit(f"digi.worker: no handler.py in {Path.cwd()}; run the worker from the kind's driver directory")

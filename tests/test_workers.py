@@ -1,0 +1,125 @@
+"""Workers end to end against the real API server: a manager process, local workers, the probe kind.
+
+The probe kind's driver is a tiny engine defined in `manager_fixtures` so these
+tests exercise the transport (dispatch, tokens, restarts, resync) on their own;
+the lamp tests in `test_workers_lamp.py` run the real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digi.errors import Conflict
+from manager.events import EVENT_GVR
+from manager.kube import Client
+from manager.workers.local import worker_files
+from tests.manager_fixtures import (
+    PROBE_GVR,
+    ManagerProcess,
+    ensure_probe_crd,
+    probe,
+    wait_for,
+    write_probe_kind,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(space: object) -> Client:
+    c = Client.from_kubeconfig(space.kubeconfig)  # type: ignore[attr-defined]
+    ensure_probe_crd(c)
+    return c
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_probe_kind(tmp_path_factory.mktemp("probe-kind"))
+
+
+@pytest.fixture(scope="module")
+def manager(space: object, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]:
+    mgr = ManagerProcess(space, tmp_path_factory.mktemp("manager")).start()
+    try:
+        yield mgr
+    finally:
+        code = mgr.stop()
+        assert code == 0, f"manager exited {code} on SIGTERM:\n{mgr.log()[-3000:]}"
+
+
+def status(client: Client, namespace: str, name: str) -> str | None:
+    obj = client.get(PROBE_GVR, namespace, name)
+    return obj["spec"].get("control", {}).get("power", {}).get("status")
+
+
+def set_intent(client: Client, namespace: str, name: str, intent: str) -> None:
+    client.patch(PROBE_GVR, namespace, name, {"spec": {"control": {"power": {"intent": intent}}}})
+
+
+def worker_state(manager: ManagerProcess, namespace: str, name: str) -> dict[str, object]:
+    _, path = worker_files(manager.root, namespace, "probes", name)
+    return json.loads(path.read_text())
+
+
+def test_worker_drives_status_to_intent(manager: ManagerProcess, client: Client, driver: Path, namespace: str) -> None:
+    client.create(PROBE_GVR, namespace, probe("p1", namespace, driver))
+    wait_for(lambda: status(client, namespace, "p1") == "off", 60, "the worker's first reconcile")
+    set_intent(client, namespace, "p1", "on")
+    wait_for(lambda: status(client, namespace, "p1") == "on", 30, "status to follow intent 'on'")
+    events, _ = client.list_all(EVENT_GVR, namespace)
+    assert any(e["reason"] == "WorkerStarted" and e["involvedObject"]["name"] == "p1" for e in events)
+
+
+def test_worker_cannot_patch_another_digi(manager: ManagerProcess, client: Client, driver: Path, namespace: str) -> None:
+    client.create(PROBE_GVR, namespace, probe("victim", namespace, None, intent="off"))
+    client.create(PROBE_GVR, namespace, probe("attacker", namespace, driver, target=f"{namespace}/victim"))
+    attacker = wait_for(lambda: client.get(PROBE_GVR, namespace, "attacker")["spec"].get("obs"), 60,
+                        "the attacker to record its attempt")
+    assert attacker["attack"] == 403
+    assert "status" not in client.get(PROBE_GVR, namespace, "victim")["spec"]["control"]["power"]
+    assert f"tried to patch digi {namespace}/victim" in manager.log()
+    assert f"{namespace}/attacker tried" in manager.log(), "the refusal names the offending worker"
+
+
+def test_killed_worker_restarts_with_backoff_and_converges(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    client.create(PROBE_GVR, namespace, probe("k1", namespace, driver))
+    wait_for(lambda: status(client, namespace, "k1") == "off", 60, "the first reconcile")
+    pid = int(worker_state(manager, namespace, "k1")["pid"])  # type: ignore[call-overload]
+    os.kill(pid, signal.SIGKILL)
+    set_intent(client, namespace, "k1", "on")
+    wait_for(lambda: worker_state(manager, namespace, "k1").get("restarts") == 1, 30, "the restart to be counted")
+    wait_for(lambda: status(client, namespace, "k1") == "on", 60, "the restarted worker to converge")
+    state = worker_state(manager, namespace, "k1")
+    assert state["state"] == "running" and state["pid"] != pid
+    events, _ = client.list_all(EVENT_GVR, namespace)
+    crashed = [e for e in events if e["reason"] == "WorkerCrashed" and e["involvedObject"]["name"] == "k1"]
+    assert crashed and "code -9" in crashed[0]["message"]
+
+
+def test_guarded_write_through_the_manager_is_refused_when_stale(
+    manager: ManagerProcess, client: Client, namespace: str
+) -> None:
+    from digi.worker.client import HttpModelClient, WorkerEnv
+
+    client.create(PROBE_GVR, namespace, probe("g1", namespace, None))
+    token = _token(manager, namespace, "g1")
+    model = HttpModelClient(WorkerEnv(manager.url, token, "test.digi.dev", "v1", "probes", "Probe", "g1", namespace))
+    obj = wait_for(lambda: model.get(), 30, "the manager to know g1")
+    model.patch({"spec": {"meta": {"x": 1}}}, resource_version=obj["metadata"]["resourceVersion"])
+    with pytest.raises(Conflict):
+        model.patch({"spec": {"meta": {"x": 2}}}, resource_version=obj["metadata"]["resourceVersion"])
+    assert client.get(PROBE_GVR, namespace, "g1")["spec"]["meta"]["x"] == 1
+
+
+def _token(manager: ManagerProcess, namespace: str, name: str) -> str:
+    from manager.server.tokens import TokenIssuer
+
+    return TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret").token(namespace, name)

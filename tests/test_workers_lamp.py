@@ -1,0 +1,153 @@
+"""The lamp end to end: `digi run`, kubectl, the real driver engine, a manager crash mid-burst, metrics.
+
+Runs a manager process against the session's space (local workers) and drives
+it through the `digi` CLI in-process and `kubectl` as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from digi.cli.main import cli
+from manager.kube import Client
+from manager.types import GVR
+from tests.manager_fixtures import REPO, ManagerProcess, wait_for
+
+pytestmark = pytest.mark.slow
+
+LAMP = GVR("mock.digi.dev", "v1", "lamps")
+LAMP_DIR = REPO / "digis" / "lamp"
+
+
+@pytest.fixture(scope="module")
+def client(space: Any) -> Client:
+    return Client.from_kubeconfig(space.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def manager(space: Any, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]:
+    mgr = ManagerProcess(space, tmp_path_factory.mktemp("lamp-manager")).start()
+    try:
+        yield mgr
+    finally:
+        if mgr.proc is not None and mgr.proc.poll() is None:
+            assert mgr.stop() == 0, mgr.log()[-3000:]
+
+
+def digi(manager: ManagerProcess, *args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(
+        cli, ["--root", str(manager.root), "--kubeconfig", str(manager.space.kubeconfig), *args],
+        catch_exceptions=False,
+    )
+    if ok:
+        assert result.exit_code == 0, f"digi {' '.join(args)} failed ({result.exit_code}):\n{result.output}"
+    return result.output
+
+
+def kubectl(space: Any, *args: str) -> str:
+    return subprocess.run(["kubectl", "--kubeconfig", str(space.kubeconfig), *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def power(client: Client, namespace: str, name: str) -> dict[str, Any]:
+    return dict(client.get(LAMP, namespace, name)["spec"]["control"]["power"])
+
+
+def test_digi_run_lamp_then_kubectl_patch_turns_it_on(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    out = digi(manager, "run", str(LAMP_DIR), "l1", "-n", namespace)
+    assert f"lamp/l1 created in {namespace}" in out
+    wait_for(lambda: "running" in digi(manager, "list", "-n", namespace), 60, "the lamp's worker to run")
+    kubectl(manager.space, "patch", "lamp", "l1", "-n", namespace, "--type", "merge",
+            "-p", '{"spec":{"control":{"power":{"intent":"on"}}}}')
+    wait_for(lambda: power(client, namespace, "l1").get("status") == "on", 60, "the driver to set status 'on'")
+
+    model = json.loads(digi(manager, "check", f"{namespace}/l1", "-o", "json"))
+    assert model["control"]["power"] == {"intent": "on", "status": "on"}
+    listing = digi(manager, "list", "-n", namespace)
+    assert listing.splitlines()[0].split() == ["KIND", "NAME", "NAMESPACE", "WORKER", "AGE"]
+    assert listing.splitlines()[1].split()[:4] == ["Lamp", "l1", namespace, "running"]
+    assert "connected to the manager" in digi(manager, "log", "lamp/l1", "-n", namespace)
+
+
+def test_unknown_name_suggests_close_matches(manager: ManagerProcess, namespace: str) -> None:
+    digi(manager, "run", str(LAMP_DIR), "desk-lamp", "-n", namespace)
+    out = digi(manager, "check", "desk-lamb", "-n", namespace, ok=False)
+    assert "no digi 'desk-lamb'" in out and "did you mean 'desk-lamp'" in out
+
+
+def test_digi_edit_and_stop(manager: ManagerProcess, client: Client, namespace: str, tmp_path: Path) -> None:
+    digi(manager, "run", str(LAMP_DIR), "e1", "-n", namespace)
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/wattage: 12/wattage: 40/' \"$1\"\n")
+    editor.chmod(0o755)
+    out = CliRunner(env={"EDITOR": str(editor)}).invoke(
+        cli, ["--root", str(manager.root), "--kubeconfig", str(manager.space.kubeconfig), "edit", "e1", "-n", namespace])
+    assert out.exit_code == 0, out.output
+    assert client.get(LAMP, namespace, "e1")["spec"]["meta"]["wattage"] == 40
+    wait_for(lambda: "running" in digi(manager, "list", "-n", namespace), 60, "the worker to run")
+    assert "stopped" in digi(manager, "stop", "e1", "-n", namespace)
+    wait_for(lambda: client.get_or_none(LAMP, namespace, "e1") is None, 30, "the lamp to be deleted")
+    state_file = manager.root / "workers" / namespace / "lamps" / "e1.json"
+    wait_for(lambda: json.loads(state_file.read_text())["state"] == "stopped", 30, "the worker to stop")
+
+
+def test_manager_killed_during_a_burst_loses_no_intent(
+    manager: ManagerProcess, client: Client, namespace: str
+) -> None:
+    names = [f"b{i}" for i in range(4)]
+    digi(manager, "run", str(LAMP_DIR), *names, "-n", namespace)
+    for name in names:
+        wait_for(lambda n=name: power(client, namespace, n).get("status") == "off", 60, f"{name} to start")
+    rng = random.Random(4)
+    latest: dict[str, str] = {}
+
+    def burst(rounds: int) -> None:
+        for _ in range(rounds):
+            for name in names:
+                latest[name] = rng.choice(["on", "off"]) if latest.get(name) else "on"
+                client.patch(LAMP, namespace, name, {"spec": {"control": {"power": {"intent": latest[name]}}}})
+
+    burst(3)
+    manager.kill()
+    burst(3)
+    manager.start()
+    burst(2)
+    for name in names:
+        wait_for(lambda n=name: power(client, namespace, n).get("status") == latest[n], 60,
+                 f"{name}'s status to equal its latest intent {latest[name]!r}")
+
+
+def test_metrics_expose_controller_runtime_and_digi_series(
+    manager: ManagerProcess, client: Client, namespace: str
+) -> None:
+    digi(manager, "run", str(LAMP_DIR), "m1", "-n", namespace)
+    client.patch(LAMP, namespace, "m1", {"spec": {"control": {"power": {"intent": "on"}}}})
+    wait_for(lambda: power(client, namespace, "m1").get("status") == "on", 60, "m1 to turn on")
+    samples = manager.metrics()
+    for name in (
+        "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
+        "controller_runtime_reconcile_time_seconds_bucket", "controller_runtime_active_workers",
+        "controller_runtime_max_concurrent_reconciles", "workqueue_depth", "workqueue_adds_total",
+        "workqueue_queue_duration_seconds_bucket", "workqueue_work_duration_seconds_bucket",
+        "workqueue_retries_total", "workqueue_unfinished_work_seconds",
+        "workqueue_longest_running_processor_seconds", "rest_client_requests_total",
+        "digi_digis", "digi_workers", "digi_dispatch_latency_seconds_bucket",
+    ):
+        assert name in samples, f"/metrics lacks {name}"
+    reconciles = {labels["result"]: value for labels, value in samples["controller_runtime_reconcile_total"]
+                  if labels["controller"] == "dispatcher"}
+    assert reconciles["success"] > 0
+    assert {"controller", "name"} <= set(samples["workqueue_adds_total"][0][0])
+    assert {"code", "method", "host"} == set(samples["rest_client_requests_total"][0][0])
+    assert ({"kind": "Lamp", "namespace": namespace}, 1.0) in samples["digi_digis"]
+    assert any(labels["state"] == "running" and value > 0 for labels, value in samples["digi_workers"])
+    count = sum(v for labels, v in samples["digi_dispatch_latency_seconds_count"])
+    assert count > 0
