@@ -7,7 +7,8 @@ quoted string literal and never changes what a query means.
 - `quote(name)` renders a pool or branch name as a Zed string literal;
   `pool_ref(pool, branch)` renders `"pool"@"branch"` for `from`.
 - `zson(value)` renders a Python value (dict, list, str, int, float, bool,
-  None, datetime) as ZSON; datetimes become Zed `time` values.
+  None, datetime, `Time`) as ZSON; datetimes and `Time` strings become Zed
+  `time` values.
 - `time_literal(text)` checks that a lake-supplied time (RFC 3339, as the lake
   prints it) is exactly that before it is pasted into a query.
 """
@@ -51,6 +52,10 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class Time(str):
+    """A string that `zson` writes as a Zed `time` (checked by `time_literal`), not as a string."""
+
+
 def _field(name: str) -> str:
     return name if _IDENTIFIER.fullmatch(name) and name not in _RESERVED else quote(name)
 
@@ -70,6 +75,8 @@ def zson(value: Any) -> str:
             return "+Inf" if value > 0 else "-Inf"
         text = repr(value)
         return text if any(c in text for c in ".eE") else text + "."
+    if isinstance(value, Time):
+        return time_literal(value)
     if isinstance(value, str):
         return quote(value)
     if isinstance(value, datetime):
