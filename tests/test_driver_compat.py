@@ -20,6 +20,7 @@ import pytest
 
 from digi import dbox
 from digi.engine import Registry, default_registry
+from digi.kinds import render_cr, scaffold
 from tests.test_engine import Harness
 
 LAMPS = "mock.digi.dev/v1/lamps"
@@ -139,8 +140,6 @@ def test_the_lamp_driver_we_ship(fresh_registry: Registry) -> None:
 
 
 def test_the_driver_digi_init_scaffolds(fresh_registry: Registry, tmp_path: Path) -> None:
-    from digi.kinds import render_cr, scaffold
-
     scaffold(tmp_path / "plug", "plug", group="home.digi.dev")
     load_driver(tmp_path / "plug" / "driver" / "handler.py")
     cr = render_cr((tmp_path / "plug" / "deploy" / "cr.yaml").read_text(), "p1")
