@@ -211,7 +211,7 @@ class OfficeRun:
         for kind, name in self.office.members():
             by_kind.setdefault(kind, []).append(name)
         for kind, names in by_kind.items():
-            self.cli.run("run", str(kind_dir(kind).relative_to(PROJECT)), *names)
+            self.cli.run("run", str(kind_dir(kind)), *names)
 
     def configure(self, source: Path, first_row: int, rows: int | None, mode: str, speed: float,
                   timeout: float) -> None:

@@ -25,10 +25,9 @@ import threading
 import time
 from pathlib import Path
 
+import digi
 import digi.on as on
 import digi.util as util
-
-import digi
 from digi import dbox
 from digi.demo import dataset
 
@@ -115,34 +114,44 @@ def load(meta):
 
 
 def apply(reading, progress):
-    """Write one reading into every mounted sensor's replica, with the progress before it."""
+    """Write one reading into every mounted sensor's replica, with the progress before it.
+
+    Returns the replicas' generations before the write: the write changes a replica
+    at once, so only a newer generation shows that the sensor itself has the row.
+    """
     mounts = digi.rc.view().get("mount", {})
     patch = {"obs": {**progress, "row": reading.row, "event_ts": reading.event_ts}, "mount": {}}
+    before = {}
     for gvr, obs in ((MOTION, reading.occupancy_obs()), (SENSORS, reading.sensor_obs())):
-        for name in mounts.get(gvr, {}):
+        for name, replica in mounts.get(gvr, {}).items():
             patch["mount"].setdefault(gvr, {})[name] = {"spec": {"obs": obs}}
+            before[(gvr, name)] = replica.get("generation", 0)
     digi.model.patch(patch)
+    return before
 
 
 def apply_and_wait(reading, progress, timeout, stop):
     """Apply `reading` and wait until it propagated; the children still lagging, if it did not."""
     for _attempt in range(2):
-        apply(reading, progress)
+        before = apply(reading, progress)
         deadline = time.monotonic() + timeout / 2
         while time.monotonic() < deadline:
-            lagging = lagging_children(digi.rc.view().get("mount", {}), reading.event_ts)
+            lagging = lagging_children(digi.rc.view().get("mount", {}), reading.event_ts, before)
             if not lagging or stop.wait(POLL):
                 return []
     return lagging
 
 
-def lagging_children(mounts, event_ts):
+def lagging_children(mounts, event_ts, before):
+    """Children whose replica does not show the row yet: sensors by a newer generation carrying
+    its `obs.event_ts`, others (lamps) by `meta.event_ts` and every status equal to its intent."""
     lagging = []
     for gvr, children in mounts.items():
         for name, child in children.items():
             spec = child.get("spec", {})
             if gvr in (SENSORS, MOTION):
-                settled = util.get(spec, "obs.event_ts") == event_ts
+                settled = (util.get(spec, "obs.event_ts") == event_ts
+                           and child.get("generation", 0) > before.get((gvr, name), 0))
             else:
                 settled = util.get(spec, "meta.event_ts") == event_ts and all(
                     c.get("status") == c.get("intent")
