@@ -188,3 +188,24 @@ def test_interrupted_up_stops_what_it_started(root: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         Space(root, out=interrupt_after_etcd).up(manager=False)
     assert processes_of(root) == []
+
+
+def test_manager_joins_a_running_space_as_one_more_component(root: Path) -> None:
+    sp = Space(root)
+    sp.up(manager=False)
+    before = sp.status()["components"]
+    assert set(before) == CONTROL_PLANE
+
+    sp.up()
+    after = sp.status()["components"]
+    assert {name: after[name]["pid"] for name in CONTROL_PLANE} == {
+        name: before[name]["pid"] for name in CONTROL_PLANE
+    }, "adding the manager must not restart the control plane"
+    manager = after["manager"]
+    assert manager["healthy"] is True, Path(manager["log"]).read_text()[-2000:]
+    metrics = httpx.get(manager["metrics"])
+    assert metrics.status_code == 200
+    assert "controller_runtime" in metrics.text or "workqueue" in metrics.text
+
+    assert "manager" in sp.down()
+    assert processes_of(root) == []
