@@ -46,18 +46,19 @@ RUN groupadd --system --gid 65532 digi \
       --shell /usr/sbin/nologin digi
 COPY --from=builder /opt/digi /opt/digi
 
-# Drivers of digi kinds: `digi build` adds the kind's driver/ under /kind. The base
-# image's pip stays here so a kind can install its driver/requirements.txt.
+# Drivers of digi kinds: `digi build` adds the kind's driver/ as /kind/driver. The
+# worker runs the driver (handler.py) of its working directory, as the local
+# backend does. The base image's pip stays so a kind can add driver/requirements.txt.
 FROM runtime AS worker-base
-WORKDIR /kind
+WORKDIR /kind/driver
 USER 65532:65532
-CMD ["python", "driver/handler.py"]
+CMD ["python", "-m", "digi.worker"]
 
 FROM runtime AS manager
 # The base image's pip/setuptools/wheel are build tools the manager never needs.
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel
 USER 65532:65532
-# 8080: HTTP (worker API, /metrics); 8081: health probes; 9443: admission webhook (TLS).
+# 8080: /metrics; 8081: /healthz, /readyz and the API workers use; 9443: admission webhook (TLS).
 EXPOSE 8080 8081 9443
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=4)"]

@@ -22,6 +22,7 @@ _AREAS = (
     "digi.cli.digis_cmd",
     "digi.cli.compose_cmd",
     "digi.cli.demo_cmd",
+    "digi.cli.build_cmd",
 )
 
 
