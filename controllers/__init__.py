@@ -10,6 +10,7 @@ from typing import Any
 
 
 def setup(mgr: Any) -> None:
-    from controllers import composition
+    from controllers import composition, piper
 
     composition.setup_from_env(mgr)
+    piper.setup(mgr)

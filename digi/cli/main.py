@@ -23,6 +23,7 @@ _AREAS = (
     "digi.cli.compose_cmd",
     "digi.cli.demo_cmd",
     "digi.cli.build_cmd",
+    "digi.cli.lake_cmd",
 )
 
 
