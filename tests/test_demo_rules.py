@@ -145,6 +145,16 @@ def test_a_later_load_at_the_same_data_time_wins(lake: LakeClient) -> None:
     assert [r["value"] for r in lake.query(lakeq.series("l", "watt"))] == [12.0, 6.0]
 
 
+def test_records_without_a_data_time_stay_out(lake: LakeClient) -> None:
+    """A lamp's initial 0 W, stamped with the load time, is neither in a series nor in the energy."""
+    lake.create_pool("l")
+    lake.load("l", "main", [{"watt": 0.0, "event_ts": datetime(2026, 1, 1, tzinfo=UTC)},
+                            {"watt": 12, "event_ts": 100}, {"watt": 0.0, "event_ts": 160.0}])
+    assert [(r["event_ts"], r["value"]) for r in lake.query(lakeq.series("l", "watt"))] == [(100, 12), (160, 0)]
+    (row,) = lake.query(lakeq.energy("l", (100.0, 200.0)))
+    assert row["wh"] == pytest.approx(12 * 60 / 3600)
+
+
 def test_histogram_quantiles_interpolate_inside_buckets() -> None:
     text = (
         "# TYPE lat_seconds histogram\n"

@@ -48,9 +48,14 @@ def energy_by(pool: str, window: Window, field: str) -> str:
 
 
 def series(pool: str, field: str) -> str:
-    """`{event_ts, <field>}` records of `pool` that have `field`, in data-time order."""
+    """`{event_ts, value}` of `pool`'s records that have `field` and a data time, in data-time order.
+
+    A data time is a numeric `event_ts` (epoch seconds from the data set); records
+    stamped by `digi.pool.load` without one carry a Zed `time` and are left out.
+    """
     f = f"this[{quote(field)}]"
-    return f"from {pool_ref(pool)} | has({f}) | sort event_ts, ts | yield {{event_ts, value: {f}}}"
+    numeric = "(typeof(event_ts)==<int64> or typeof(event_ts)==<float64>)"
+    return f"from {pool_ref(pool)} | has({f}) and {numeric} | sort event_ts, ts | yield {{event_ts, value: {f}}}"
 
 
 def count(pool: str) -> str:

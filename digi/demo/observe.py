@@ -44,8 +44,14 @@ class Observed:
     latency: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # direction → (p50, p99) s
 
 
-def series(query: Query, pool: str, name: str) -> Series:
-    return [(float(r["event_ts"]), r["value"]) for r in query(lakeq.series(pool, name))]
+def series(query: Query, pool: str, name: str, window: tuple[float, float] | None = None) -> Series:
+    """`(event_ts, value)` of `pool`'s records that have `name`, in data-time order, within `window`.
+
+    A digi's records from before a replay (a lamp reports its initial 0 W at start,
+    stamped with the load time) fall outside the replay's data-time window.
+    """
+    rows = [(float(r["event_ts"]), r["value"]) for r in query(lakeq.series(pool, name))]
+    return rows if window is None else [(t, v) for t, v in rows if window[0] <= t <= window[1]]
 
 
 def count_with(query: Query, pool: str, name: str) -> int:
@@ -118,8 +124,8 @@ def observe(query: Query, office: Office, replay_obs: Mapping[str, Any], metrics
     return Observed(
         rows_applied=int(replay_obs["rows_applied"]),
         window=window,
-        lamp_series={lamp: series(query, pool_name(lamp, ns), "watt") for lamp in office.lamps},
-        room_occupancy=series(query, room_pool, "occupancy"),
+        lamp_series={lamp: series(query, pool_name(lamp, ns), "watt", window) for lamp in office.lamps},
+        room_occupancy=series(query, room_pool, "occupancy", window),
         lamp_energy_wh=lamp_energy,
         room_energy_wh=sum(by_source.values()),
         room_energy_by_source=by_source,
