@@ -245,3 +245,17 @@ def test_a_kind_installed_later_gets_rights_through_a_labelled_cluster_role(
     finally:
         rbac.delete_cluster_role(role_name)
         extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+
+
+def test_plain_kubectl_uses_a_kind_on_a_cluster_running_the_chart(release: Release, namespace: str) -> None:
+    """The README's plain-kubectl steps. The chart's webhook covers this namespace
+    but no manager pod serves it here: failurePolicy Ignore lets the writes through."""
+    kubectl(release.home, release.space.kubeconfig, "apply", "-f", str(ROOT / "digis" / "lamp" / "crd.yaml"))
+    cr = (ROOT / "digis" / "lamp" / "deploy" / "cr.yaml").read_text().replace("{{ .Values.name }}", "l1")
+    kubectl(release.home, release.space.kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=cr)
+    kubectl(release.home, release.space.kubeconfig, "patch", "-n", namespace, "lamp", "l1", "--type", "merge",
+            "-p", '{"spec":{"control":{"power":{"intent":"on"}}}}')
+    got = kubectl(release.home, release.space.kubeconfig, "get", "-n", namespace, "lamp", "l1",
+                  "-o", "jsonpath={.spec.control.power.intent}")
+    assert got.stdout == "on"
+    assert release.can_i("patch", "lamps.mock.digi.dev/l1", namespace)
