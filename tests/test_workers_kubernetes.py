@@ -1,0 +1,68 @@
+"""The kubernetes worker backend: the objects it creates (no kubelet here, so no pods run)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from manager.events import EVENT_GVR
+from manager.kube import Client
+from manager.server.tokens import TokenIssuer
+from manager.workers.kubernetes import DEPLOYMENT_GVR, SECRET_GVR
+from tests.manager_fixtures import PROBE_GVR, ManagerProcess, ensure_probe_crd, probe, wait_for
+
+pytestmark = pytest.mark.slow
+IMAGE = "registry.example/probe-driver:1"
+
+
+@pytest.fixture(scope="module")
+def manager(space: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]:
+    ensure_probe_crd(Client.from_kubeconfig(space.kubeconfig))
+    mgr = ManagerProcess(space, tmp_path_factory.mktemp("k8s-manager"), "--worker-image", IMAGE,
+                         "--manager-url", "http://digi-manager.digi-system:8081", backend="kubernetes").start()
+    try:
+        yield mgr
+    finally:
+        assert mgr.stop() == 0, mgr.log()[-3000:]
+
+
+def test_a_digi_gets_a_deployment_owned_by_it(manager: ManagerProcess, namespace: str, tmp_path: Path) -> None:
+    client = Client.from_kubeconfig(manager.space.kubeconfig)
+    digi = client.create(PROBE_GVR, namespace, probe("d1", namespace, None))
+    deployment = wait_for(lambda: client.get(DEPLOYMENT_GVR, namespace, "probe-d1"), 30, "the Deployment")
+
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Probe", "d1", digi["metadata"]["uid"], True)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False, "workers must hold no Kubernetes credentials"
+    (container,) = pod["containers"]
+    assert container["image"] == IMAGE
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GROUP"] == "test.digi.dev" and env["VERSION"] == "v1" and env["PLURAL"] == "probes"
+    assert env["NAME"] == "d1" and env["NAMESPACE"] == namespace and env["KIND"] == "Probe"
+    assert env["DIGI_MANAGER_URL"] == "http://digi-manager.digi-system:8081"
+    token_ref = next(e for e in container["env"] if e["name"] == "DIGI_TOKEN")["valueFrom"]["secretKeyRef"]
+    secret = client.get(SECRET_GVR, namespace, token_ref["name"])
+    token = base64.b64decode(secret["data"][token_ref["key"]]).decode()
+    issuer = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
+    assert issuer.verify(token, namespace, "d1") and not issuer.verify(token, namespace, "other")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == digi["metadata"]["uid"]
+    events, _ = client.list_all(EVENT_GVR, namespace)
+    assert any(e["reason"] == "WorkerDeployed" and e["involvedObject"]["name"] == "d1" for e in events)
+
+    client.delete(PROBE_GVR, namespace, "d1")
+    wait_for(lambda: client.get_or_none(DEPLOYMENT_GVR, namespace, "probe-d1") is None, 30,
+             "the Deployment to go with its digi")
+
+
+def test_the_digi_annotation_picks_the_image(manager: ManagerProcess, namespace: str) -> None:
+    client = Client.from_kubeconfig(manager.space.kubeconfig)
+    obj = probe("d2", namespace, None)
+    obj["metadata"]["annotations"]["digi.dev/image"] = "registry.example/special:2"
+    client.create(PROBE_GVR, namespace, obj)
+    deployment = wait_for(lambda: client.get(DEPLOYMENT_GVR, namespace, "probe-d2"), 30, "the Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/special:2"
