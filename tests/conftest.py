@@ -3,7 +3,7 @@
 `space` starts one `digi.space.Space` in a pytest temp root with its own free
 ports, so tests never touch `~/.digi` or a real cluster; this process's
 environment is left alone (use `space.env()` for subprocesses). It is torn
-down at session end, on failure and on Ctrl-C (the `atexit` hook covers an
+down at session end, on failure, on Ctrl-C and on SIGTERM (the `atexit` hook covers an
 interrupted session whose fixture finalizers did not run). `kube` is an admin
 `kubernetes.client.ApiClient` for it; `namespace` a fresh namespace per test.
 
@@ -18,7 +18,9 @@ from __future__ import annotations
 import atexit
 import json
 import re
+import signal
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -28,8 +30,16 @@ from kubernetes.client.rest import ApiException
 from digi.space import Space
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
+    # `timeout N pytest` ends with SIGTERM, which would skip every teardown and
+    # orphan the space; turn it into an interrupt so the finally below runs.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     sp = Space(tmp_path_factory.mktemp("dspace"))
     atexit.register(sp.down)
     try:
