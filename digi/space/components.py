@@ -77,6 +77,8 @@ def _apiserver(layout: Layout, pki: Pki, ports: Ports) -> Component:
         probe=HttpProbe(f"{url}/readyz", ca=pki.ca_cert, cert=(pki.admin_cert, pki.admin_key)),
         log=layout.log("kube-apiserver"),
         ports=ports["kube-apiserver"],
+        # Its first start creates the built-in RBAC roles, which is slow on a busy machine.
+        ready_timeout=180.0,
         hint="it needs etcd; check etcd's log too",
     )
 

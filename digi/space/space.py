@@ -298,20 +298,22 @@ class Space:
     ) -> None:
         started = time.monotonic()
         deadline = started + comp.ready_timeout
+        fix = f"read the log; {comp.hint}" if comp.hint else "read the log"
         while not comp.probe():
-            code = popen.poll() if popen is not None else None
-            if code is not None or (popen is None and not ref.alive()):
+            if popen is not None and (code := popen.poll()) is not None:
                 raise SpaceError(
-                    comp.name,
-                    "exited during start" + (f" with code {code}" if code is not None else ""),
-                    fix=f"read the log; {comp.hint}" if comp.hint else "read the log",
-                    log=comp.log,
+                    comp.name, f"exited during start with code {code}", fix=fix, log=comp.log
+                )
+            if popen is None and not ref.alive():
+                raise SpaceError(
+                    comp.name, f"pid {ref.pid} exited while waiting for it to be ready",
+                    fix=f"{fix}; then run 'digi space up' again", log=comp.log,
                 )
             if time.monotonic() > deadline:
                 raise SpaceError(
                     comp.name,
                     f"not ready after {comp.ready_timeout:.0f}s ({comp.probe.url} does not answer 200)",
-                    fix=f"read the log; {comp.hint}" if comp.hint else "read the log",
+                    fix=fix,
                     log=comp.log,
                 )
             time.sleep(_POLL)
