@@ -132,8 +132,10 @@ def apply(reading, progress):
 
 def apply_and_wait(reading, progress, timeout, stop):
     """Apply `reading` and wait until it propagated; the children still lagging, if it did not."""
+    before = None
     for _attempt in range(2):
-        before = apply(reading, progress)
+        # a rewrite changes nothing the sensors have: keep the generations from before the first write
+        before = apply(reading, progress) if before is None else {**apply(reading, progress), **before}
         deadline = time.monotonic() + timeout / 2
         while time.monotonic() < deadline:
             lagging = lagging_children(digi.rc.view().get("mount", {}), reading.event_ts, before)
