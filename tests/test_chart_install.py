@@ -178,6 +178,7 @@ def test_manager_rbac_allows_its_work_and_nothing_else(release: Release, namespa
         ("patch", "rooms.mock.digi.dev", "default", ""),
         ("update", "syncs.digi.dev", "default", ""),
         ("patch", "yieldpolicies.digi.dev", "default", "status"),
+        ("watch", "pipelets.digi.dev", None, ""),
         ("create", "events", "default", ""),
         ("create", "deployments.apps", "default", ""),
         ("delete", "deployments.apps", "default", ""),
@@ -197,6 +198,7 @@ def test_manager_rbac_allows_its_work_and_nothing_else(release: Release, namespa
         ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, ""),
         ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None, ""),
         ("list", "configmaps", namespace, ""),
+        ("update", "pipelets.digi.dev", "default", ""),
     ]
     for verb, resource, ns, sub in allowed:
         assert release.can_i(verb, resource, ns, sub), f"the manager may not {verb} {resource} {sub}"
