@@ -6,15 +6,18 @@ The CRD goes in with `kubectl` (the tool users have), the rest with the
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client, watch
 
 from digi.space import Space
+from digi.space.pki import Pki, issue_cert
 
 GROUP, VERSION, PLURAL = "apiserver.test.digi.dev", "v1", "gadgets"
 
@@ -100,3 +103,19 @@ def test_custom_resource_roundtrip_and_watch(kube: client.ApiClient, namespace: 
     assert event["type"] == "MODIFIED"
     assert event["object"]["metadata"]["name"] == "g1"
     assert event["object"]["spec"] == {"power": "on", "nested": {"level": 3}}
+
+
+@pytest.mark.slow
+def test_rbac_is_on_and_only_the_admin_is_allowed(space: Space, tmp_path: Path) -> None:
+    # A client cert from the space's own CA authenticates, but RBAC grants a
+    # stranger nothing; the admin (system:masters) may list namespaces.
+    pki = Pki(space.root / "pki")
+    cert, key = tmp_path / "nobody.crt", tmp_path / "nobody.key"
+    issue_cert(pki, cert, key, common_name="nobody", client=True)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(cert), str(key))
+    stranger = httpx.get(f"{space.apiserver_url}/api/v1/namespaces", verify=ctx)
+    assert stranger.status_code == 403
+    assert 'User "nobody" cannot list' in stranger.json()["message"]
+
+    assert "default" in kubectl(space, "get", "namespaces", "-o", "name")
