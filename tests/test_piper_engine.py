@@ -176,6 +176,8 @@ def test_flow_syntax_error_pauses_then_fix_resumes_from_watermark(lake: LakeClie
     assert lake.query('from "l1"@"energy" | sum(watt)') == [3.0]
     bad = egress("l1", flow="cut ts,watt | sum(")
     run.update(bad)
+    drain(run)  # reported at once, before any new record arrives
+    assert run.status.state == ERROR
     lake.load("l1", "main", [{"ts": T0 + timedelta(seconds=10 + i), "watt": 10.0} for i in range(3)])
     drain(run)
     assert run.status.state == ERROR

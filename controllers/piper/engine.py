@@ -16,6 +16,8 @@ its destination:
 4. run one Zed query: per source `ts > wm and ts <= upper | flow`, tag the
    source when `patch_source`, then `flow_agg` over the union, then give every
    output a `ts` (kept if the flow kept one, else the batch's upper bound);
+   (when the config is new, the same query first runs over an empty range, so
+   a broken flow is reported at once rather than with the next record);
 5. load the typed output into the destination in ONE commit whose metadata
    carries the new watermarks. The records and the watermark move together, so
    a crash before the commit repeats the batch and a crash after it does not.
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z")
 
+_EPOCH = "1970-01-01T00:00:00Z"
+
 RUNNING, PAUSED, ERROR, WAITING = "running", "paused", "error", "waiting"
 
 
@@ -92,6 +96,7 @@ class PipelineRun:
         self._failed: PipelineConfig | None = None
         self._dst_ready = False
         self._forget = False
+        self._validated: PipelineConfig | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -164,6 +169,10 @@ class PipelineRun:
             self._dst_ready = True
         if self._watermarks is None:
             self._watermarks = self._read_watermarks()
+        if tips and self._validated != cfg:
+            # Run the flow over an empty range so a broken flow shows up now, not with the next record.
+            self.lake.query_zjson(self._batch_query({s: self._watermarks.get(s, _EPOCH) for s in tips}))
+            self._validated = cfg
         changed = [s for s, tip in tips.items() if self._tips.get(s) != tip]
         if cfg.skip_history:
             for src in changed:
