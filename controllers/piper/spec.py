@@ -5,7 +5,8 @@ Data flow: the controller hands a digi object or a `Pipelet` object to
 (`PipelineConfig` + a `resolve()` callable giving the current sources). The
 engine never looks at Kubernetes objects.
 
-- egress `<e>` of digi D: source `D@main`, destination `D@<e>`, the egress `flow`.
+- egress `<e>` of digi D: source `D@main`, destination `D@<e>`, the egress `flow`
+  (none when `driver_managed: true`: the driver loads that branch itself).
 - ingress `<i>` of digi D: sources from `sources` (strings) and `source`
   (objects, the original's form), destination `D@main`:
   - `name@egress` / `namespace/name@egress`: that digi's pool, branch `egress`;
@@ -175,6 +176,8 @@ def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]) -> 
     pipelines = []
     for egress, entry in sorted((spec.get("egress") or {}).items()):
         entry = entry or {}
+        if _flag(entry, "driver_managed", False):
+            continue  # the driver loads this branch itself (digi.pool.load(..., branch=...))
         config = PipelineConfig(
             id=f"egress:{namespace}/{name}/{egress}",
             dst=Source(pool, egress),

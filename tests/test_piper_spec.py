@@ -1,0 +1,69 @@
+"""Deriving pipelines from digi and Pipelet objects (pure: no lake, no API server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controllers.piper.spec import (
+    Source,
+    SpecError,
+    digi_pipelines,
+    kind_matches,
+    pipelet_pipelines,
+)
+
+LAMPS, PLUGS = "mock.digi.dev/v1/lamps", "mock.digi.dev/v1/plugs"
+
+
+def room(ns: str = "home", **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "room", "namespace": ns}, "spec": spec}
+
+
+def test_egress_reads_main_and_writes_its_branch() -> None:
+    obj = room("default", egress={"energy": {"flow": "watt | cut watt"}, "raw": {"driver_managed": True}})
+    [egress] = digi_pipelines("Room", obj, lambda: None)
+    assert egress.config.id == "egress:default/room/energy"
+    assert egress.config.dst == Source("room", "energy") and egress.config.flow == "watt | cut watt"
+    assert list(egress.resolve()) == [Source("room", "main")]
+
+
+def test_ingress_sources_follow_the_current_mounts() -> None:
+    obj = room(ingress={"all": {"sources": ["kind:any@energy", "meter@energy", "other/m2@e"],
+                                "flow_agg": "watt:=sum(watt)", "patch_source": True},
+                        "lamps": {"source": [{"kind": "Lamp", "egress": "energy"}]}})
+    latest = {"spec": {"mount": {LAMPS: {"home/l1": {}}, PLUGS: {"home/p1": {}}}}}
+    all_, lamps = digi_pipelines("Room", obj, lambda: latest)
+    assert all_.config.dst == Source("home_room") and all_.config.patch_source
+    assert list(all_.resolve()) == sorted([Source("home_l1", "energy"), Source("home_p1", "energy"),
+                                           Source("home_meter", "energy"), Source("other_m2", "e")])
+    assert list(lamps.resolve()) == [Source("home_l1", "energy")]
+    latest["spec"]["mount"][LAMPS]["home/l2"] = {}
+    del latest["spec"]["mount"][PLUGS]
+    assert list(lamps.resolve()) == [Source("home_l1", "energy"), Source("home_l2", "energy")]
+    assert Source("home_p1", "energy") not in all_.resolve()
+
+
+@pytest.mark.parametrize("selector", ["any", "lamp", "lamps", "Lamp", LAMPS])
+def test_kind_selector_forms(selector: str) -> None:
+    assert kind_matches(selector, LAMPS)
+    assert not kind_matches("plug", LAMPS)
+
+
+def test_malformed_entries_name_the_field() -> None:
+    with pytest.raises(SpecError, match=r"Room home/room spec.ingress.x.sources\[0\]: 'l1' is not name@egress"):
+        digi_pipelines("Room", room(ingress={"x": {"sources": ["l1"]}}), lambda: None)
+    with pytest.raises(SpecError, match="no sources"):
+        digi_pipelines("Room", room(ingress={"x": {"flow": "pass"}}), lambda: None)
+
+
+def test_pipelet_one_pipeline_per_destination() -> None:
+    obj = {"metadata": {"name": "p", "namespace": "ns"},
+           "spec": {"src": ["a@energy", "b"], "dst": ["c", "d@x"], "flow": "pass", "pause": True}}
+    c, d = pipelet_pipelines(obj)
+    assert (c.config.dst, d.config.dst) == (Source("c"), Source("d", "x"))
+    assert list(c.resolve()) == [Source("a", "energy"), Source("b")]
+    assert c.config.pause and c.owner == ("Pipelet", "ns", "p")
+    with pytest.raises(SpecError, match="cannot feed itself"):
+        pipelet_pipelines({"metadata": {"name": "p"}, "spec": {"src": ["a"], "dst": ["a@main"]}})
