@@ -24,8 +24,14 @@ def main() -> None:
                         help="run only this section after the floor (repeatable)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"where to write the results (default {DEFAULT_OUT})")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temp root (logs of the space, manager and workers)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the manager and workers with py-spy during the Room→Lamp "
+                             "and throughput trials; summaries in DIR/*.top.txt")
     args = parser.parse_args()
-    results = suite.main(args.quick, args.out, set(args.only) if args.only else None)
+    results = suite.main(args.quick, args.out, set(args.only) if args.only else None,
+                         args.profile, args.keep)
     print(results.table())
     print(f"\nwrote {args.out}")
 

@@ -8,12 +8,14 @@ exactly one trial everywhere (intent, status, probe, watch event).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import profile
 from bench.kube import JSON, Kube, Resource
 from bench.marks import Marks
 from bench.probe import ProbeServer
@@ -36,6 +38,7 @@ class Context:
     results: Results
     marks: Marks = field(default_factory=Marks)
     watch_baseline: dict[str, int] = field(default_factory=dict)
+    profile_dir: Path | None = None
     _probe: ProbeServer | None = None
     _kube: Kube | None = None
     _values: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -51,6 +54,12 @@ class Context:
         if self._probe is None:
             self._probe = ProbeServer(self.marks)
         return self._probe
+
+    def profiled(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Record the manager and its workers with py-spy while the block runs, if asked to."""
+        if self.profile_dir is None:
+            return contextlib.nullcontext()
+        return profile.recording(self.bs.manager_pid(), self.profile_dir, name)
 
     def next_value(self) -> float:
         return float(next(self._values))

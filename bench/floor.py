@@ -88,23 +88,28 @@ class FloorProbe:
         self.watcher.close()
         self.writer.close()
 
+    def __enter__(self) -> FloorProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def measure(kubeconfig: Path, ks: list[int], plan: Plan) -> list[Figure]:
-    """floor(k) for each k in `ks`, with `plan`'s warm-up and trials for each."""
-    probe = FloorProbe(kubeconfig)
-    try:
-        figures = []
-        for k in ks:
-            def trial(_i: int, k: int = k) -> dict[str, float]:
-                return {"ms": 1e3 * probe.round_trips(k)}
+    """floor(k) for each k in `ks`, with `plan`'s warm-up and trials for each.
 
-            samples = run(f"floor({k})", plan, trial)
-            figures.append(Figure(
-                key=f"floor.{k}", title=f"floor({k}): {k} sequential PATCH→watch round trips",
-                unit="ms", samples=samples.by_name.get("ms", []),
-                trials=len(samples.by_name.get("ms", [])), warmup=plan.warmup,
-                extra={"lost": samples.lost} if samples.lost else {},
-            ))
-        return figures
-    finally:
-        probe.close()
+    The ks are interleaved (trial i measures every k once), so a drift in the
+    machine's load during the section affects every k alike.
+    """
+    with FloorProbe(kubeconfig) as probe:
+        def trial(_i: int) -> dict[str, float]:
+            return {str(k): 1e3 * probe.round_trips(k) for k in ks}
+
+        samples = run("floor", plan, trial)
+    return [
+        Figure(key=f"floor.{k}", title=f"floor({k}): {k} sequential PATCH→watch round trips",
+               unit="ms", samples=samples.by_name.get(str(k), []),
+               trials=len(samples.by_name.get(str(k), [])), warmup=plan.warmup,
+               extra={"lost": samples.lost} if samples.lost else {})
+        for k in ks
+    ]

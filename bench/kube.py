@@ -172,8 +172,8 @@ def ensure_crd(kube: Kube, crd: JSON, timeout: float = 30.0) -> None:
     kube.apply_missing(path, crd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conditions = kube.get(f"{path}/{crd['metadata']['name']}").get("status", {}).get(
-            "conditions", [])
+        status = kube.get(f"{path}/{crd['metadata']['name']}").get("status") or {}
+        conditions = status.get("conditions") or []
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.1)

@@ -11,22 +11,31 @@ Definitions (bench/README.md has the full text):
   r0's mount handler starts with that status in its replica; 2d API writes (per
   level the child's status write and the mounter's replica write).
 Each trial writes a fresh value; the value identifies the trial in every probe.
+Right after each trial, floor(k) is measured for the FPT's and the BPT's k
+(the *paired floor*, `extra.paired_floor_*`): on a shared machine the load
+drifts, and a floor taken seconds apart from its figure sees the same load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from bench.context import LAMPS, NAMESPACE, ROOMS, Context, brightness_status
+from bench.floor import FloorProbe
 from bench.kube import JSON, Watcher
-from bench.results import Figure, Results, Target
-from bench.trials import run
+from bench.marks import Timeout
+from bench.results import Figure, Results, Target, percentile
+from bench.trials import Samples, run
 
 DEPTHS = (1, 2, 3, 4, 5)
 PAPER = {"lamp.fpt": 18.7, "lamp.bpt": 16.1, "room_lamp.fpt": 47.3, "room_lamp.bpt": 38.9}
-READY_TIMEOUT = 120.0
+READY_TIMEOUT = 60.0
+READY_ATTEMPTS = 3
+TRIAL_TIMEOUT = 10.0
 
 
 def chain_key(d: int, way: str) -> str:
@@ -68,11 +77,52 @@ def planned() -> list[Figure]:
     return figs
 
 
-def _latency(key: str, title: str, samples: list[float], ctx: Context, lost: int,
-             api_writes: int) -> Figure:
-    return Figure(key, title, "ms", samples=samples, trials=len(samples),
-                  warmup=ctx.plan.warmup, api_writes=api_writes,
-                  extra={"lost": lost} if lost else {})
+def _latency(key: str, samples: Samples, name: str, ctx: Context, api_writes: int) -> Figure:
+    title = next(f.title for f in planned() if f.key == key)
+    values = samples.by_name.get(name, [])
+    paired = samples.by_name.get(f"{name}_floor", [])
+    extra: dict[str, float] = {"lost": samples.lost} if samples.lost else {}
+    if values and paired:
+        extra |= {"paired_floor_p50": round(percentile(paired, 50), 4),
+                  "paired_floor_p99": round(percentile(paired, 99), 4),
+                  "ratio_to_paired_floor_p50": round(
+                      percentile(values, 50) / percentile(paired, 50), 4)}
+    return Figure(key, title, "ms", samples=values, trials=len(values), warmup=ctx.plan.warmup,
+                  api_writes=api_writes, extra=extra)
+
+
+def _measure(ctx: Context, what: str, set_intent: Callable[[float], float],
+             observe: Callable[[float, float, float], tuple[float, float]],
+             writes: tuple[int, int]) -> Samples:
+    """Warm-up + trials of one FPT/BPT pair, each trial followed by its paired floors.
+
+    `observe(v, t0, timeout)` waits for the trial's marks and returns (FPT, BPT) in
+    seconds. After each trial, floor(k) is measured right away for the FPT's and
+    the BPT's number of writes, so the figure and its floor see the same load.
+    """
+    with FloorProbe(ctx.bs.kubeconfig) as floor:
+        def trial(_i: int, timeout: float = TRIAL_TIMEOUT) -> dict[str, float]:
+            v = ctx.next_value()
+            fpt, bpt = observe(v, set_intent(v), timeout)
+            return {"fpt": 1e3 * fpt, "bpt": 1e3 * bpt,
+                    "fpt_floor": 1e3 * floor.round_trips(writes[0]),
+                    "bpt_floor": 1e3 * floor.round_trips(writes[1])}
+
+        _ready(what, trial)
+        with ctx.profiled(what) if what == "room_lamp" else contextlib.nullcontext():
+            return run(what, ctx.plan, trial)
+
+
+def _ready(what: str, trial: Callable[[int, float], dict[str, float]]) -> None:
+    """One trial with a long timeout: workers start, mounts settle. A lost intent is retried."""
+    for attempt in range(READY_ATTEMPTS):
+        try:
+            trial(-1, READY_TIMEOUT)
+            return
+        except Timeout as exc:
+            print(f"  {what}: not ready (attempt {attempt + 1}): {exc}", file=sys.stderr)
+    raise Timeout(f"{what}: no trial completed in {READY_ATTEMPTS} attempts of "
+                  f"{READY_TIMEOUT} s; see the manager's and workers' logs (--keep)")
 
 
 def lamp(ctx: Context) -> list[Figure]:
@@ -85,24 +135,18 @@ def lamp(ctx: Context) -> list[Figure]:
         if status is not None:
             ctx.marks.mark(("watch", obj["metadata"]["name"], status), now)
 
+    def observe(v: float, t0: float, timeout: float) -> tuple[float, float]:
+        start = ctx.marks.wait(("start", "lamp", name, v), timeout)
+        end = ctx.marks.wait(("end", "lamp", name, v), timeout)
+        shown = ctx.marks.wait(("watch", name, v), timeout)
+        return start - t0, shown - end
+
     watcher = Watcher(ctx.bs.kubeconfig, LAMPS.collection(NAMESPACE), seen)
     try:
-        def trial(_i: int, timeout: float = 30.0) -> dict[str, float]:
-            v = ctx.next_value()
-            t0 = ctx.set_intent(LAMPS, name, v)
-            start = ctx.marks.wait(("start", "lamp", name, v), timeout)
-            end = ctx.marks.wait(("end", "lamp", name, v), timeout)
-            shown = ctx.marks.wait(("watch", name, v), timeout)
-            return {"fpt": 1e3 * (start - t0), "bpt": 1e3 * (shown - end)}
-
-        trial(-1, READY_TIMEOUT)
-        s = run("lamp", ctx.plan, trial)
+        s = _measure(ctx, "lamp", lambda v: ctx.set_intent(LAMPS, name, v), observe, (1, 1))
     finally:
         watcher.close()
-    return [
-        _latency("lamp.fpt", planned()[0].title, s.by_name.get("fpt", []), ctx, s.lost, 1),
-        _latency("lamp.bpt", planned()[1].title, s.by_name.get("bpt", []), ctx, s.lost, 1),
-    ]
+    return [_latency("lamp.fpt", s, "fpt", ctx, 1), _latency("lamp.bpt", s, "bpt", ctx, 1)]
 
 
 def build_chain(ctx: Context, d: int) -> tuple[str, str]:
@@ -120,23 +164,16 @@ def build_chain(ctx: Context, d: int) -> tuple[str, str]:
 def chain(ctx: Context, d: int) -> list[Figure]:
     top, leaf = build_chain(ctx, d)
 
-    def trial(_i: int, timeout: float = 30.0) -> dict[str, float]:
-        v = ctx.next_value()
-        t0 = ctx.set_intent(ROOMS, top, v)
+    def observe(v: float, t0: float, timeout: float) -> tuple[float, float]:
         start = ctx.marks.wait(("start", "lamp", leaf, v), timeout)
         end = ctx.marks.wait(("end", "lamp", leaf, v), timeout)
         up = ctx.marks.wait(("start", "up", top, v), timeout)
-        return {"fpt": 1e3 * (start - t0), "bpt": 1e3 * (up - end)}
+        return start - t0, up - end
 
-    trial(-1, READY_TIMEOUT)
-    s = run(f"chain d={d}", ctx.plan, trial)
-    titles = {f.key: f.title for f in planned()}
-    return [
-        _latency(chain_key(d, "fpt"), titles[chain_key(d, "fpt")], s.by_name.get("fpt", []),
-                 ctx, s.lost, 1 + 2 * d),
-        _latency(chain_key(d, "bpt"), titles[chain_key(d, "bpt")], s.by_name.get("bpt", []),
-                 ctx, s.lost, 2 * d),
-    ]
+    what = "room_lamp" if d == 1 else f"chain-d{d}"
+    s = _measure(ctx, what, lambda v: ctx.set_intent(ROOMS, top, v), observe, (1 + 2 * d, 2 * d))
+    return [_latency(chain_key(d, "fpt"), s, "fpt", ctx, 1 + 2 * d),
+            _latency(chain_key(d, "bpt"), s, "bpt", ctx, 2 * d)]
 
 
 def slope(points: list[tuple[float, float]]) -> float:

@@ -266,8 +266,9 @@ def throughput(ctx: Context, n: int) -> Iterator[Figure]:
     ctx.probe.log.clear()
     ctx.probe.recording = True
     try:
-        updates = drive(ctx, n // PER_ROOM, seconds)
-        time.sleep(10.0)  # drain: let the last updates arrive
+        with ctx.profiled(f"scale-{n}-throughput"):
+            updates = drive(ctx, n // PER_ROOM, seconds)
+            time.sleep(10.0)  # drain: let the last updates arrive
     finally:
         ctx.probe.recording = False
     latencies, rate, missing = analyse(updates, ctx.probe.log)

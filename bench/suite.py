@@ -82,11 +82,13 @@ def run_section(section: Section, ctx: Context, skip_reason: str | None = None) 
             ctx.results.add(template)
 
 
-def main(quick: bool, out: Path, only: set[str] | None) -> Results:
-    results = Results(machine.describe(), quick)
+def main(quick: bool, out: Path, only: set[str] | None,
+         profile_dir: Path | None = None, keep: bool = False) -> Results:
+    results = Results({**machine.describe(), "profiled": profile_dir is not None}, quick)
     plan = Plan.for_mode(quick)
-    with BenchSpace(manager=False) as bs:
-        ctx = Context(bs=bs, plan=plan, quick=quick, results=results)
+    with BenchSpace(manager=False, keep=keep) as bs:
+        _log(f"private dSpace in {bs.root}" + (" (kept)" if keep else ""))
+        ctx = Context(bs=bs, plan=plan, quick=quick, results=results, profile_dir=profile_dir)
         try:
             run_section(FLOOR, ctx)
             # The API server's own watches (its loopback informers), before the manager adds its.

@@ -6,7 +6,8 @@ lamps; here it is copied so the value survives any depth).
 Probes (bench/probe.py), sent over UDP with `time.monotonic()` taken in the
 handler: `down` when the intent handler starts/ends, `up` when the mount
 handler starts/ends with a child's status value in the replica. No API write
-is added. `meta.probe_port: 0` disables them.
+is added. `meta.probe_port: 0` disables them. The digi's name comes from
+`meta.probe_id` (set from the CR template), so it is right in a shared worker.
 """
 
 import json
@@ -15,17 +16,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import digi.on as on
-
 import digi
+import digi.on as on
 
 _probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
 def _send(model: dict[str, Any], ev: str, value: Any, start: float) -> None:
-    port = model.get("meta", {}).get("probe_port") or 0
+    meta = model.get("meta", {})
+    port = meta.get("probe_port") or 0
     if port:
-        msg = {"digi": digi.name, "ev": ev, "v": value, "start": start, "end": time.monotonic()}
+        msg = {"digi": meta.get("probe_id"), "ev": ev, "v": value, "start": start,
+               "end": time.monotonic()}
         _probe.sendto(json.dumps(msg).encode(), ("127.0.0.1", port))
 
 
