@@ -225,3 +225,31 @@ def test_pipelet_exactly_once_in_order_across_manager_kill_and_lake_restart(
             assert [r["seq"] for r in rows if r["src"] == s] == list(range(per_source))
     finally:
         replacement.stop()
+
+
+def test_pools_are_kept_on_deletion_unless_configured(
+        space: Space, client: Client, manager: ManagerProcess, zed_server: ZedServer, lake: LakeClient,
+        namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = namespace
+
+    def pipelines(url: str) -> set[str]:
+        return {p["id"] for p in httpx.get(f"{url}/api/v1/pipelines").json()}
+
+    client.create(LAMPS, ns, lamp("k1", ns))
+    wait_for(lambda: f"egress:{ns}/k1/energy" in pipelines(manager.url), 60, "k1's egress")
+    load(monkeypatch, zed_server.url, "k1", ns, [1.0])
+    client.delete(LAMPS, ns, "k1")
+    wait_for(lambda: f"egress:{ns}/k1/energy" not in pipelines(manager.url), 60, "k1's egress to go")
+    assert lake.record_count(pool_name("k1", ns)) == 1  # the data outlives the digi by default
+    manager.stop()
+
+    monkeypatch.setenv("DIGI_DELETE_POOLS", "true")
+    deleting = ManagerProcess(space, tmp_path / "deleting", "--lake-url", zed_server.url)
+    deleting.start()
+    try:
+        client.create(LAMPS, ns, lamp("k2", ns))
+        wait_for(lambda: pool_name("k2", ns) in {p.name for p in lake.pools()}, 60, "k2's pool")
+        client.delete(LAMPS, ns, "k2")
+        wait_for(lambda: pool_name("k2", ns) not in {p.name for p in lake.pools()}, 60, "k2's pool deleted")
+    finally:
+        deleting.stop()
