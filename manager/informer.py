@@ -150,10 +150,15 @@ class Informer:
                 self._dispatch(MODIFIED, obj, obj)
 
     def _watch_once(self, timeout: float) -> None:
-        self._stream = self.client.watch(
-            self.gvr, resource_version=self._resource_version, timeout_seconds=int(timeout),
-            label_selector=self.label_selector,
-        )
+        try:
+            self._stream = self.client.watch(
+                self.gvr, resource_version=self._resource_version, timeout_seconds=max(1, int(timeout)),
+                label_selector=self.label_selector,
+            )
+        except ApiError as e:
+            if e.status == 410:
+                raise _Gone() from e
+            raise
         if self._stopped.is_set():
             self._stream.close()
         for event in self._stream:
