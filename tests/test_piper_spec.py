@@ -49,6 +49,7 @@ def test_ingress_sources_follow_the_current_mounts() -> None:
 def test_kind_selector_forms(selector: str) -> None:
     assert kind_matches(selector, LAMPS)
     assert not kind_matches("plug", LAMPS)
+    assert kind_matches("occupancy", "mock.digi.dev/v1/occupancies")
 
 
 def test_malformed_entries_name_the_field() -> None:

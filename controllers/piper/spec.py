@@ -114,7 +114,10 @@ def kind_matches(selector: str, gvr: str) -> bool:
     if sel == "any":
         return True
     plural = gvr.rsplit("/", 1)[-1].lower()
-    return sel in (gvr.lower(), plural, plural.removesuffix("s"), plural.removesuffix("es"))
+    singulars = {plural.removesuffix("s"), plural.removesuffix("es")}
+    if plural.endswith("ies"):
+        singulars.add(plural[:-3] + "y")
+    return sel in {gvr.lower(), plural, *singulars}
 
 
 def ingress_resolver(
