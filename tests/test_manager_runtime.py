@@ -126,7 +126,7 @@ def test_cache_discovers_a_digi_kind_added_at_run_time_and_drops_it_when_removed
     try:
         assert cache.wait_synced(30)
         assert gvr not in cache.digi_kinds()
-        crd = {
+        crd: dict[str, Any] = {
             "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": f"{plural}.rt.digi.dev", "labels": {"digi.dev/kind": "true"}},
             "spec": {"group": "rt.digi.dev", "scope": "Namespaced",

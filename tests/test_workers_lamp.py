@@ -10,6 +10,7 @@ import json
 import random
 import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ def power(client: Client, namespace: str, name: str) -> dict[str, Any]:
     return dict(client.get(LAMP, namespace, name)["spec"]["control"]["power"])
 
 
+def has_status(client: Client, namespace: str, name: str, status: str) -> bool:
+    return power(client, namespace, name).get("status") == status
+
+
 def test_digi_run_lamp_then_kubectl_patch_turns_it_on(manager: ManagerProcess, client: Client, namespace: str) -> None:
     out = digi(manager, "run", str(LAMP_DIR), "l1", "-n", namespace)
     assert f"lamp/l1 created in {namespace}" in out
@@ -105,7 +110,7 @@ def test_manager_killed_during_a_burst_loses_no_intent(
     names = [f"b{i}" for i in range(4)]
     digi(manager, "run", str(LAMP_DIR), *names, "-n", namespace)
     for name in names:
-        wait_for(lambda n=name: power(client, namespace, n).get("status") == "off", 60, f"{name} to start")
+        wait_for(partial(has_status, client, namespace, name, "off"), 60, f"{name} to start")
     rng = random.Random(4)
     latest: dict[str, str] = {}
 
@@ -121,7 +126,7 @@ def test_manager_killed_during_a_burst_loses_no_intent(
     manager.start()
     burst(2)
     for name in names:
-        wait_for(lambda n=name: power(client, namespace, n).get("status") == latest[n], 60,
+        wait_for(partial(has_status, client, namespace, name, latest[name]), 60,
                  f"{name}'s status to equal its latest intent {latest[name]!r}")
 
 
