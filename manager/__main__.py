@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Controllers talk to the lake through httpx; a line per request would bury the manager's own log.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     mgr = build(args)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
