@@ -151,20 +151,7 @@ def test_yield_stops_down_keeps_up_and_activate_restores(
         10,
         "yielded",
     )
-    # a write into the replica no longer reaches the lamp...
-    cs.client.patch(
-        ROOMS,
-        ns,
-        "room-1",
-        {
-            "spec": {
-                "mount": {
-                    str(LAMPS): {f"{ns}/l1": {"spec": {"control": {"power": {"intent": "on"}}}}}
-                }
-            }
-        },
-    )
-    # ...but the lamp's own changes still flow up
+    # the lamp's own change still flows up...
     cs.client.patch(LAMPS, ns, "l1", {"spec": {"control": {"brightness": {"intent": 0.9}}}})
     wait_for(
         lambda: (
@@ -174,17 +161,26 @@ def test_yield_stops_down_keeps_up_and_activate_restores(
         30,
         "l1's own change in room-1's replica",
     )
-    assert spec_at(cs, LAMPS, ns, "l1", "control", "power", "intent") == "off"
+    # ...but the room's writes into its replica of l1 no longer reach l1
+    cs.client.patch(
+        ROOMS,
+        ns,
+        "room-1",
+        {"spec": {"mount": {str(LAMPS): {f"{ns}/l1": {"spec": {"meta": {"wattage": 20}}}}}}},
+    )
+    cs.client.patch(ROOMS, ns, "room-1", {"spec": {"control": {"brightness": {"intent": 0.8}}}})
+    wait_for(lambda: lamp_brightness(cs, ns, "l2") == (0.8, 0.8), 30, "l2 (still active) at 0.8")
+    assert lamp_brightness(cs, ns, "l1") == (0.9, 0.9)
+    assert spec_at(cs, LAMPS, ns, "l1", "meta", "wattage") == 12
 
     code, out = cs.digi("activate", "l1", "room-1", "-n", ns)
     assert code == 0, out
-    # the pending power intent and the room's division reach the lamp again
-    wait_for(
-        lambda: spec_at(cs, LAMPS, ns, "l1", "control", "power", "status") == "on",
-        30,
-        "l1 on after activate",
-    )
-    wait_for(lambda: lamp_brightness(cs, ns, "l1") == (0.2, 0.2), 30, "l1 back at 0.2")
+    # the room divides among both lamps again, and its pending replica write arrives
+    for lamp in ("l1", "l2"):
+        wait_for(
+            lambda lamp=lamp: lamp_brightness(cs, ns, lamp) == (0.4, 0.4), 30, f"{lamp} at 0.4"
+        )
+    wait_for(lambda: spec_at(cs, LAMPS, ns, "l1", "meta", "wattage") == 20, 30, "pending write")
 
 
 def test_yield_policy_hands_lamps_over_and_back(cs: CompositionSpace, namespace: str) -> None:
