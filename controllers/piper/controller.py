@@ -57,6 +57,7 @@ class PiperController:
         self.controller = Controller("piper", self.reconcile, workers=2)
         self._owned: dict[ObjectKey, set[str]] = {}
         self._owners: dict[str, ObjectKey] = {}
+        self._pools: set[str] = set()
         mgr.cache.on_digi_event(self._on_digi)
         self.controller.watches(mgr.cache.informer(PIPELET_GVR))
         mgr.add_controller(self.controller)
@@ -80,7 +81,10 @@ class PiperController:
                 pipelines = []
                 self._drop_pool(key)
             else:
-                self.piper.lake.ensure_pool(pool_name(key.name, key.namespace))
+                pool = pool_name(key.name, key.namespace)
+                if pool not in self._pools:  # digis change often; create each pool once
+                    self.piper.lake.ensure_pool(pool)
+                    self._pools.add(pool)
                 pipelines = digi_pipelines(self.mgr.cache.kind_of(key.gvr), obj,
                                            lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name))
         except SpecError as exc:
@@ -97,6 +101,7 @@ class PiperController:
         if not self.delete_pools:
             return
         pool = pool_name(key.name, key.namespace)
+        self._pools.discard(pool)
         try:
             self.piper.lake.delete_pool(pool)
             log.info("piper: deleted pool %s of deleted digi %s", pool, key)
