@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from digi.errors import Conflict
 from manager.events import EVENT_GVR
@@ -56,6 +59,10 @@ def manager(space: object, client: Client, tmp_path_factory: pytest.TempPathFact
 def status(client: Client, namespace: str, name: str) -> str | None:
     obj = client.get(PROBE_GVR, namespace, name)
     return obj["spec"].get("control", {}).get("power", {}).get("status")
+
+
+def status_is(client: Client, namespace: str, name: str, want: str) -> bool:
+    return status(client, namespace, name) == want
 
 
 def set_intent(client: Client, namespace: str, name: str, intent: str) -> None:
@@ -123,3 +130,16 @@ def _token(manager: ManagerProcess, namespace: str, name: str) -> str:
     from manager.server.tokens import TokenIssuer
 
     return TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret").token(namespace, name)
+
+
+def test_one_watch_per_kind_however_many_digis(manager: ManagerProcess, client: Client, driver: Path, namespace: str) -> None:
+    for i in range(6):
+        client.create(PROBE_GVR, namespace, probe(f"w{i}", namespace, driver, intent="on"))
+    for i in range(6):
+        wait_for(partial(status_is, client, namespace, f"w{i}", "on"), 60, f"w{i} to converge")
+    text = subprocess.run(["kubectl", "--kubeconfig", str(manager.space.kubeconfig), "get", "--raw", "/metrics"],
+                          check=True, capture_output=True, text=True).stdout
+    watches = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                  if s.name == "apiserver_longrunning_requests"
+                  and s.labels.get("resource") == "probes" and s.labels.get("verb") == "WATCH")
+    assert watches == 1, f"{watches} watches on probes for 6+ probe digis: informers must be shared per kind"
