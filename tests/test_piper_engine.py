@@ -243,3 +243,17 @@ def test_pool_names_with_quotes_and_bars_cannot_alter_the_query(lake: LakeClient
     assert sorted(r["watt"] for r in rows) == [0.0, 1.0, 2.0]
     assert {r["source"] for r in rows} == {f"{evil_src}@main"}
     assert "waiting for l1@nope" in run.status.message
+
+
+def test_without_eoio_a_restart_starts_at_the_sources_end(lake: LakeClient) -> None:
+    lake.create_pool("l1")
+    lake.load("l1", "main", [{"ts": T0, "watt": 1.0}])
+    config = PipelineConfig(id="e", dst=Source("d"), eoio=False)
+    drain(PipelineRun(Pipeline(config, fixed([Source("l1")]), ("X", "d", "e")), lake))
+    lake.load("l1", "main", [{"ts": T0 + timedelta(seconds=1), "watt": 2.0}])
+    restarted = PipelineRun(Pipeline(config, fixed([Source("l1")]), ("X", "d", "e")), lake)
+    drain(restarted)
+    lake.load("l1", "main", [{"ts": T0 + timedelta(seconds=2), "watt": 4.0}])
+    drain(restarted)
+    assert lake.query('from "d" | yield watt') == [4.0]
+    assert lake.commit_meta("d", "main", 'meta.pipelet=="e"') is None

@@ -22,6 +22,10 @@ its destination:
    carries the new watermarks. The records and the watermark move together, so
    a crash before the commit repeats the batch and a crash after it does not.
 
+Without eoio (`eoio: false`) the watermarks live in memory only, so each
+start of the manager begins at the sources' current end: nothing is moved
+twice, but records loaded while no manager ran are not moved.
+
 Only records whose `ts` is a Zed `time` are moved (what `digi.pool.load`
 writes). A batch whose output is empty (a flow that filtered everything) advances the
 watermark in memory only; replaying it after a restart again yields nothing.
@@ -131,7 +135,7 @@ class PipelineRun:
             return self._step()
         except InvalidQuery as exc:
             self.status.errors_total += 1
-            if "not found" in str(exc):
+            if "pool not found" in str(exc) or "branch not found" in str(exc):
                 # A source or destination vanished between the tip check and the query:
                 # not the flow's fault; the next check resolves the sources again.
                 self._set(ERROR, str(exc))
@@ -174,7 +178,7 @@ class PipelineRun:
             self.lake.query_zjson(self._batch_query({s: self._watermarks.get(s, _EPOCH) for s in tips}))
             self._validated = cfg
         changed = [s for s, tip in tips.items() if self._tips.get(s) != tip]
-        if cfg.skip_history:
+        if cfg.skip_history or not cfg.eoio:
             for src in changed:
                 if src not in self._watermarks:
                     start = self._max_ts(src)
