@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_metrics_expose_controller_runtime_and_digi_series(
     assert any(labels["state"] == "running" and value > 0 for labels, value in samples["digi_workers"])
     count = sum(v for labels, v in samples["digi_dispatch_latency_seconds_count"])
     assert count > 0
+
+
+def test_digi_watch_prints_each_new_version(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    digi(manager, "run", str(LAMP_DIR), "w1", "-n", namespace)
+    wait_for(partial(has_status, client, namespace, "w1", "off"), 60, "w1 to start")
+    watcher = subprocess.Popen(
+        [str(Path(sys.executable).parent / "digi"), "--root", str(manager.root), "--kubeconfig",
+         str(manager.space.kubeconfig), "watch", "w1", "-n", namespace, "-o", "json", "--timeout", "20"],
+        stdout=subprocess.PIPE, text=True)
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline()
+    assert first.startswith("# ") and "generation" in first
+    client.patch(LAMP, namespace, "w1", {"spec": {"control": {"power": {"intent": "on"}}}})
+    wait_for(partial(has_status, client, namespace, "w1", "on"), 60, "w1 to turn on")
+    client.delete(LAMP, namespace, "w1")
+    out, _ = watcher.communicate(timeout=60)
+    assert '"status": "on"' in out, "the watch shows the driver's write"
+    assert out.rstrip().endswith("was deleted")
