@@ -261,3 +261,77 @@ def test_plain_kubectl_uses_a_kind_on_a_cluster_running_the_chart(release: Relea
                   "-o", "jsonpath={.spec.control.power.intent}")
     assert got.stdout == "on"
     assert release.can_i("patch", "lamps.mock.digi.dev/l1", namespace)
+
+
+def test_the_real_manager_works_under_the_charts_service_account(
+    space: Space, namespace: str, tmp_path: Path, kube: client.ApiClient,
+) -> None:
+    """`python -m manager` with the chart's flags, authenticated as the chart's
+    ServiceAccount (a token from the TokenRequest API, as a pod would mount), runs
+    the mount scenario with the kubernetes worker backend: every write it needs is
+    allowed and none of its API requests is refused. The webhook is disabled in
+    this release: no pod could serve it here, and its TLS wiring is covered above."""
+    from tests.manager_fixtures import ManagerProcess, wait_for
+
+    release = Release(space, namespace, tmp_path)
+    release.values = {"webhook.enabled": "false"}
+    release.install()
+    try:
+        token = kubectl(release.home, space.kubeconfig, "create", "token", release.sa, "-n", namespace,
+                        "--duration", "1h").stdout.strip()
+        admin = yaml.safe_load(space.kubeconfig.read_text())
+        cluster = admin["clusters"][0]
+        sa_kubeconfig = tmp_path / "sa-kubeconfig"
+        sa_kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [cluster],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+        }))
+        apply_kind_crds(release, "lamp", "room")
+        manager = ManagerProcess(
+            space, tmp_path / "manager", "--kubeconfig", str(sa_kubeconfig), "--leader-elect",
+            "--leader-election-namespace", namespace, "--worker-image", "example/lamp:1",
+            backend="kubernetes",
+        ).start()
+        try:
+            custom = client.CustomObjectsApi(kube)
+            cr = yaml.safe_load((ROOT / "digis" / "lamp" / "deploy" / "cr.yaml").read_text()
+                               .replace("{{ .Values.name }}", "l1"))
+            custom.create_namespaced_custom_object("mock.digi.dev", "v1", namespace, "lamps", cr)
+            room = yaml.safe_load((ROOT / "digis" / "room" / "deploy" / "cr.yaml").read_text()
+                                 .replace("{{ .Values.name }}", "r1"))
+            custom.create_namespaced_custom_object("mock.digi.dev", "v1", namespace, "rooms", room)
+            entry = f"{namespace}/l1"
+            custom.patch_namespaced_custom_object("mock.digi.dev", "v1", namespace, "rooms", "r1", {"spec": {
+                "mount": {"mock.digi.dev/v1/lamps": {entry: {"mode": "hide", "status": "active"}}}}})
+
+            def replica() -> Any:
+                room = custom.get_namespaced_custom_object("mock.digi.dev", "v1", namespace, "rooms", "r1")
+                return room["spec"]["mount"]["mock.digi.dev/v1/lamps"][entry].get("spec")
+
+            wait_for(replica, 60, "the mounter (as the ServiceAccount) to copy the lamp up into the room")
+            # No driver runs here (no pods), so the test sets the intent in the room's
+            # replica, as the room's driver would.
+            custom.patch_namespaced_custom_object("mock.digi.dev", "v1", namespace, "rooms", "r1", {"spec": {
+                "mount": {"mock.digi.dev/v1/lamps": {entry: {"spec": {"control": {"power": {"intent": "on"}}}}}}}})
+
+            def lamp_intent() -> Any:
+                lamp = custom.get_namespaced_custom_object("mock.digi.dev", "v1", namespace, "lamps", "l1")
+                return lamp["spec"]["control"]["power"].get("intent") == "on"
+
+            wait_for(lamp_intent, 60, "the mounter (as the ServiceAccount) to write the intent down")
+            apps = client.AppsV1Api(kube)
+            wait_for(lambda: apps.read_namespaced_deployment("lamp-l1", namespace), 60,
+                     "the kubernetes backend (as the ServiceAccount) to create the worker Deployment")
+            lease = client.CoordinationV1Api(kube).read_namespaced_lease("digi-manager", namespace)
+            assert lease.spec.holder_identity
+            samples = manager.metrics()["rest_client_requests_total"]
+            codes = {labels["code"] for labels, value in samples if value}
+            assert {"200", "201"} <= codes, samples  # it did read and create as the ServiceAccount
+            assert not {"401", "403"} & codes, f"requests refused: {samples}\n{manager.log()[-3000:]}"
+            assert "forbidden" not in manager.log().lower(), manager.log()[-3000:]
+        finally:
+            manager.stop()
+    finally:
+        release.helm("uninstall", release.name, "--wait=false", check=False)
