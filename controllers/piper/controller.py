@@ -36,6 +36,7 @@ from controllers.piper.runner import Piper
 from controllers.piper.spec import Pipeline, SpecError, digi_pipelines, pipelet_pipelines
 from digi.lake import LakeError, LakeNotFound, pool_name
 from manager.controller import Controller, Result
+from manager.kube import AlreadyExists
 from manager.types import GVR, ObjectKey
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,19 @@ _REASONS = {RUNNING: "PipelineRunning", PAUSED: "PipelinePaused", ERROR: "Pipeli
 
 
 class PiperController:
-    def __init__(self, mgr: Any, *, delete_pools: bool = False, batch_size: int = 1000,
-                 poll_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        mgr: Any,
+        *,
+        delete_pools: bool = False,
+        batch_size: int = 1000,
+        poll_interval: float = 10.0,
+    ) -> None:
         self.mgr = mgr
         self.delete_pools = delete_pools
-        self.piper = Piper(mgr.lake_url, batch_size=batch_size, poll_interval=poll_interval,
-                           on_change=self._report)
+        self.piper = Piper(
+            mgr.lake_url, batch_size=batch_size, poll_interval=poll_interval, on_change=self._report
+        )
         self.controller = Controller("piper", self.reconcile, workers=2)
         self._owned: dict[ObjectKey, set[str]] = {}
         self._owners: dict[str, ObjectKey] = {}
@@ -85,8 +93,11 @@ class PiperController:
                 if pool not in self._pools:  # digis change often; create each pool once
                     self.piper.lake.ensure_pool(pool)
                     self._pools.add(pool)
-                pipelines = digi_pipelines(self.mgr.cache.kind_of(key.gvr), obj,
-                                           lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name))
+                pipelines = digi_pipelines(
+                    self.mgr.cache.kind_of(key.gvr),
+                    obj,
+                    lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name),
+                )
         except SpecError as exc:
             assert obj is not None
             self.mgr.events.record(obj, "Warning", "InvalidPipeline", str(exc))
@@ -129,7 +140,9 @@ class PiperController:
         state = run.status.state
         type_ = "Warning" if state == ERROR else "Normal"
         reason = _REASONS.get(state, "PipelineWaiting")
-        self.mgr.events.record(obj, type_, reason, f"{run.config.id} → {run.config.dst}: {run.status.message}")
+        self.mgr.events.record(
+            obj, type_, reason, f"{run.config.id} → {run.config.dst}: {run.status.message}"
+        )
 
 
 def ensure_crd(client: Any, path: Path = CRD_FILE) -> None:
@@ -139,8 +152,11 @@ def ensure_crd(client: Any, path: Path = CRD_FILE) -> None:
         return
     body = yaml.safe_load(path.read_text())
     if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
-        client.create(CRD_GVR, None, body)
-        log.info("created CRD %s", body["metadata"]["name"])
+        try:
+            client.create(CRD_GVR, None, body)
+            log.info("created CRD %s", body["metadata"]["name"])
+        except AlreadyExists:
+            pass  # another manager created it in between
 
 
 def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController | None:
@@ -154,7 +170,8 @@ def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController 
         return None
     ensure_crd(mgr.client)
     return PiperController(
-        mgr, delete_pools=environ.get("DIGI_DELETE_POOLS", "false").lower() == "true",
+        mgr,
+        delete_pools=environ.get("DIGI_DELETE_POOLS", "false").lower() == "true",
         batch_size=int(environ.get("DIGI_PIPER_BATCH", "1000")),
         poll_interval=float(environ.get("DIGI_PIPER_POLL_INTERVAL", "10")),
     )
