@@ -104,6 +104,11 @@ def test_room_divides_brightness_among_lamps_and_reflects_their_status(
     entry = replica(cs, ROOMS, ns, "room-1", LAMPS, "l1")
     assert entry["generation"] == cs.get(LAMPS, ns, "l1")["metadata"]["generation"]
     assert entry["mode"] == "hide" and entry["status"] == "active"
+    counts = dict(
+        (labels["direction"], value)
+        for labels, value in cs.manager.metrics()["digi_mount_propagation_seconds_count"]
+    )
+    assert counts["down"] > 0 and counts["up"] > 0
 
 
 def test_building_room_lamp(cs: CompositionSpace, namespace: str) -> None:

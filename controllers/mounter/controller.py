@@ -248,6 +248,17 @@ class Mounter:
             edit["mode"] = mount.mode
         writer = writers.get(mount.child)
         status = ACTIVE if writer == mount.parent else INACTIVE
+        stale_writer = (
+            mount.status == ACTIVE
+            and writer is not None
+            and writer != mount.parent
+            and not self._still_writes(writer, mount.child)
+        )
+        if stale_writer:
+            # A hand-over (yield there, activate here) whose first write this graph
+            # has not seen yet: informers of different kinds deliver out of order.
+            self.controller.enqueue_after(mount.parent, 0.5)
+            return False, None
         if entry.get("status") != status and (mount.status == ACTIVE or "status" not in entry):
             edit["status"] = status
             if mount.status == ACTIVE and writer is not None:
@@ -297,6 +308,16 @@ class Mounter:
         if p.up is not None:
             edit.update(p.up)
         return bool(edit), edit
+
+    def _still_writes(self, parent: ObjectKey, child: ObjectKey) -> bool:
+        """Whether `parent`'s stored mount of `child` is active, read from the API server."""
+        obj = self._get(parent)
+        if obj is None:
+            return False
+        try:
+            return any(m.child == child and m.status == ACTIVE for m in mounts_of(parent.gvr, obj))
+        except ValueError:
+            return False
 
     def _report(self, parent: JSON, mount: Mount, reason: str, message: str) -> None:
         token = (mount.parent, mount.child, reason + message)
