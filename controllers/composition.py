@@ -22,6 +22,7 @@ import yaml
 from controllers import policer, syncer
 from controllers.admission import Admission, WebhookServer, WebhookTLS, install, list_stored_digis
 from controllers.mounter.controller import ManagerLike, Mounter
+from manager.kube import AlreadyExists, Client
 from manager.types import GVR
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Composition:
     webhook: WebhookServer | None
 
 
-def ensure_crds(client: object, directory: Path = CRD_DIR) -> None:
+def ensure_crds(client: Client, directory: Path = CRD_DIR) -> None:
     """Create the composition CRDs that are missing (existing ones are left as they are)."""
     for name in OWN_CRDS:
         path = directory / name
@@ -47,8 +48,11 @@ def ensure_crds(client: object, directory: Path = CRD_DIR) -> None:
             log.warning("%s not found; apply the Sync/YieldPolicy CRDs yourself (helm does)", path)
             continue
         body = yaml.safe_load(path.read_text())
-        if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:  # type: ignore[attr-defined]
-            client.create(CRD_GVR, None, body)  # type: ignore[attr-defined]
+        if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
+            try:
+                client.create(CRD_GVR, None, body)
+            except AlreadyExists:
+                continue  # another manager created it first
             log.info("created CRD %s", body["metadata"]["name"])
 
 
