@@ -46,18 +46,35 @@ from digi.lake import (
 
 log = logging.getLogger(__name__)
 
-records_total = Counter("digi_pipelet_records", "Records a pipeline loaded into its destination", ("pipelet",))
-lag_seconds = Gauge("digi_pipelet_lag_seconds",
-                    "Age of the oldest record a pipeline has not moved yet (0 when caught up)", ("pipelet",))
-errors_total = Counter("digi_pipelet_errors", "Failed pipeline steps (flow errors, lake errors)", ("pipelet",))
+records_total = Counter(
+    "digi_pipelet_records", "Records a pipeline loaded into its destination", ("pipelet",)
+)
+lag_seconds = Gauge(
+    "digi_pipelet_lag_seconds",
+    "Age of the oldest record a pipeline has not moved yet (0 when caught up)",
+    ("pipelet",),
+)
+errors_total = Counter(
+    "digi_pipelet_errors", "Failed pipeline steps (flow errors, lake errors)", ("pipelet",)
+)
+
+_BATCHES_PER_TURN = 20
 
 OnChange = Callable[[PipelineRun, str, str], None]
 
 
 class Piper:
-    def __init__(self, lake_url: str, *, batch_size: int = 1000, poll_interval: float = 10.0,
-                 workers: int = 2, min_backoff: float = 0.5, max_backoff: float = 30.0,
-                 on_change: OnChange | None = None) -> None:
+    def __init__(
+        self,
+        lake_url: str,
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 10.0,
+        workers: int = 2,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        on_change: OnChange | None = None,
+    ) -> None:
         self.lake = LakeClient(lake_url, author="digi-piper")
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -84,7 +101,9 @@ class Piper:
         with self._cond:
             run = self._runs.get(pipeline.config.id)
             if run is None:
-                self._runs[pipeline.config.id] = PipelineRun(pipeline, self.lake, batch_size=self.batch_size)
+                self._runs[pipeline.config.id] = PipelineRun(
+                    pipeline, self.lake, batch_size=self.batch_size
+                )
             else:
                 run.update(pipeline)
             self._delayed.pop(pipeline.config.id, None)
@@ -231,8 +250,13 @@ class Piper:
         records, errors = run.status.records_total, run.status.errors_total
         retry_in = None
         try:
-            while run.step() and not self._stopped.is_set() and self.run(pid) is run:
-                pass
+            for _ in range(_BATCHES_PER_TURN):
+                if not run.step() or self._stopped.is_set() or self.run(pid) is not run:
+                    break
+            else:
+                # More is waiting: go to the back of the queue so other pipelines get a turn.
+                with self._cond:
+                    self._dirty.add(pid)
             self._backoff.pop(pid, None)
         except (LakeUnavailable, LakeConflict, QueryError) as exc:
             retry_in = self._next_backoff(pid)
@@ -247,7 +271,8 @@ class Piper:
             errors_total.labels(pid).inc(run.status.errors_total - errors)
             lag_seconds.labels(pid).set(run.status.lag_seconds)
             changed = run.status.state != old_state or (
-                run.status.state == ERROR and run.status.message != old_message)
+                run.status.state == ERROR and run.status.message != old_message
+            )
             if changed and self.on_change is not None:
                 try:
                     self.on_change(run, old_state, old_message)
