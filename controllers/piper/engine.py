@@ -175,7 +175,9 @@ class PipelineRun:
             self._watermarks = self._read_watermarks()
         if tips and self._validated != cfg:
             # Run the flow over an empty range so a broken flow shows up now, not with the next record.
-            self.lake.query_zjson(self._batch_query({s: self._watermarks.get(s, _EPOCH) for s in tips}))
+            self.lake.query_zjson(
+                self._batch_query({s: self._watermarks.get(s, _EPOCH) for s in tips})
+            )
             self._validated = cfg
         changed = [s for s, tip in tips.items() if self._tips.get(s) != tip]
         if cfg.skip_history or not cfg.eoio:
