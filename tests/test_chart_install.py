@@ -335,3 +335,76 @@ def test_the_real_manager_works_under_the_charts_service_account(
             manager.stop()
     finally:
         release.helm("uninstall", release.name, "--wait=false", check=False)
+
+
+def _post_over_tls(port: int, server_name: str, ca_pem: bytes, path: str, body: dict[str, Any]) -> Any:
+    """POST JSON to 127.0.0.1:port, verifying the server's certificate for `server_name`
+    against `ca_pem`, as the API server does for the webhook Service's DNS name."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    payload = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {server_name}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=server_name) as tls:
+        tls.sendall(head + payload)
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    status, _, rest = response.partition(b"\r\n")
+    assert b" 200 " in status, response[:500]
+    return json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_the_manager_serves_the_webhook_with_the_charts_certificate(
+    release: Release, namespace: str, tmp_path: Path, kube: client.ApiClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Helm-made certificate, as the pod mounts it, works with the real manager's
+    webhook server: the TLS handshake verifies against the configuration's caBundle
+    for the Service's DNS name, and reviews are decided. (The API server cannot reach
+    a Service here, without kube-proxy or pods, so the test makes the call itself.)"""
+    from digi.space.ports import free_ports
+    from tests.manager_fixtures import ManagerProcess
+
+    core = client.CoreV1Api(kube)
+    cert_dir = tmp_path / "serving-certs"
+    cert_dir.mkdir()
+    for key, value in core.read_namespaced_secret(f"{release.name}-webhook-tls", namespace).data.items():
+        (cert_dir / key).write_bytes(base64.b64decode(value))
+    (hook,) = client.AdmissionregistrationV1Api(kube).read_validating_webhook_configuration(release.name).webhooks
+    ca_pem = base64.b64decode(hook.client_config.ca_bundle)
+    server_name = f"{hook.client_config.service.name}.{namespace}.svc"
+    (port,) = free_ports(1)
+    monkeypatch.setenv("DIGI_WEBHOOK_BIND_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("DIGI_WEBHOOK_CERT_DIR", str(cert_dir))
+    apply_kind_crds(release, "lamp", "room")
+    manager = ManagerProcess(release.space, tmp_path / "manager").start()
+    hooks = client.AdmissionregistrationV1Api(kube)
+    try:
+        lamp = yaml.safe_load((ROOT / "digis" / "lamp" / "deploy" / "cr.yaml").read_text()
+                              .replace("{{ .Values.name }}", "l1"))
+        lamp["metadata"]["namespace"] = namespace
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "operation": "CREATE", "namespace": namespace, "object": lamp,
+            "resource": {"group": "mock.digi.dev", "version": "v1", "resource": "lamps"}}}
+        answer = _post_over_tls(port, server_name, ca_pem, "/validate", review)
+        assert answer["response"] == {**answer["response"], "uid": "u-1", "allowed": True}
+
+        room = yaml.safe_load((ROOT / "digis" / "room" / "deploy" / "cr.yaml").read_text()
+                              .replace("{{ .Values.name }}", "r1"))
+        room["metadata"]["namespace"] = namespace
+        room["spec"]["mount"] = {"mock.digi.dev/v1/rooms": {f"{namespace}/r1": {"mode": "hide"}}}
+        review["request"] = {**review["request"], "uid": "u-2", "object": room,
+                             "resource": {"group": "mock.digi.dev", "version": "v1", "resource": "rooms"}}
+        answer = _post_over_tls(port, server_name, ca_pem, "/validate", review)
+        assert answer["response"]["allowed"] is False and "loop" in answer["response"]["status"]["message"]
+    finally:
+        manager.stop()
+        # The manager registered its loopback configuration in the shared space; remove
+        # it if it is still this manager's (another test's manager may own it by now).
+        for config in hooks.list_validating_webhook_configuration().items:
+            if any(w.client_config.url == f"https://127.0.0.1:{port}/validate" for w in config.webhooks or []):
+                hooks.delete_validating_webhook_configuration(config.metadata.name)
