@@ -104,6 +104,8 @@ class Piper:
                 self._runs[pipeline.config.id] = PipelineRun(
                     pipeline, self.lake, batch_size=self.batch_size
                 )
+                for metric in (records_total, lag_seconds, errors_total):
+                    metric.labels(pipeline.config.id)  # the series exist (at 0) from the start
             else:
                 run.update(pipeline)
             self._delayed.pop(pipeline.config.id, None)
