@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from digi.cli.main import cli
 from manager.events import EVENT_GVR
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
@@ -66,3 +69,8 @@ def test_the_digi_annotation_picks_the_image(manager: ManagerProcess, namespace:
     client.create(PROBE_GVR, namespace, obj)
     deployment = wait_for(lambda: client.get(DEPLOYMENT_GVR, namespace, "probe-d2"), 30, "the Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/special:2"
+    listing = CliRunner().invoke(cli, ["--root", str(manager.root), "--kubeconfig", str(manager.space.kubeconfig),
+                                       "list", "-n", namespace, "-o", "json"])
+    assert listing.exit_code == 0, listing.output
+    (row,) = json.loads(listing.output)
+    assert (row["kind"], row["name"], row["worker"]) == ("Probe", "d2", "deployed"), "state from the digi's Events"
