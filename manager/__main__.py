@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=Path(os.environ.get("DIGI_ROOT") or Path.home() / ".digi"),
                    help="directory for local workers' logs and state, and the token secret (default $DIGI_ROOT or ~/.digi)")
     p.add_argument("--sync-period", type=float, default=600.0, help="informer resync period in seconds (default 600)")
+    p.add_argument("--worker-token-secret-file", type=Path, default=None,
+                   help="file with the secret worker tokens are derived from; all replicas need the same one "
+                        "(in a cluster, mount a Secret here). Created if missing (default ROOT/manager/worker-token.secret)")
     p.add_argument("--no-meta-controllers", action="store_true",
                    help="run only the dispatcher and workers (no mounter/syncer/policer/piper)")
     p.add_argument("--identity", default=None, help="leader election identity (default <hostname>_<uuid>)")
@@ -101,7 +104,8 @@ def build(args: argparse.Namespace) -> Manager:
         manager_url = f"http://{host}:{api[1]}"
     else:
         raise SystemExit("digi-manager: workers need the manager API; give --bind-address or --health-probe-bind-address")
-    dispatcher = Dispatcher(mgr.cache, backend, TokenIssuer.from_file(args.root / "manager" / "worker-token.secret"),
+    secret = args.worker_token_secret_file or args.root / "manager" / "worker-token.secret"
+    dispatcher = Dispatcher(mgr.cache, backend, TokenIssuer.from_file(secret),
                             manager_url=manager_url, lake_url=args.lake_url)
     mgr.add_controller(dispatcher.controller)
     mgr.on_shutdown(backend.shutdown)

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -138,6 +139,8 @@ def test_metrics_expose_controller_runtime_and_digi_series(
     client.patch(LAMP, namespace, "m1", {"spec": {"control": {"power": {"intent": "on"}}}})
     wait_for(lambda: power(client, namespace, "m1").get("status") == "on", 60, "m1 to turn on")
     samples = manager.metrics()
+    assert httpx.get(f"{manager.url}/healthz").status_code == 200
+    assert httpx.get(f"{manager.url}/readyz").text == "ok"
     for name in (
         "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
         "controller_runtime_reconcile_time_seconds_bucket", "controller_runtime_active_workers",
