@@ -98,7 +98,7 @@ def office(cli: CliContext, rows: int | None, first_row: int, mode: str, speed: 
         readings = dataset.read(source, first_row, rows)
     except (scenario.DemoError, dataset.DatasetError) as e:
         raise click.ClickException(str(e)) from None
-    digi = scenario.DigiCli(cli.root, echo)
+    digi = scenario.DigiCli(cli.root, echo, log)
     office_ = scenario.Office()
     try:
         report = _run(cli, digi, office_, readings, source, mode, speed, timeout, echo, Progress(log))

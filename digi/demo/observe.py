@@ -41,6 +41,7 @@ class Observed:
     room_energy_by_source: dict[str, float]
     room_watt_records: int
     building_occupancy_records: int
+    building_occupancy_distinct: int  # a handler re-run after a lost write may load a record twice
     latency: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # direction → (p50, p99) s
 
 
@@ -121,6 +122,7 @@ def observe(query: Query, office: Office, replay_obs: Mapping[str, Any], metrics
         rows = query(lakeq.energy(pool_name(lamp, ns), window))
         lamp_energy[lamp] = float(rows[0]["wh"]) if rows else 0.0
     by_source = {str(r["key"]): float(r["wh"]) for r in query(lakeq.energy_by(room_pool, window, SOURCE_FIELD))}
+    building = series(query, pool_name(office.building, ns), "occupancy")
     return Observed(
         rows_applied=int(replay_obs["rows_applied"]),
         window=window,
@@ -130,6 +132,7 @@ def observe(query: Query, office: Office, replay_obs: Mapping[str, Any], metrics
         room_energy_wh=sum(by_source.values()),
         room_energy_by_source=by_source,
         room_watt_records=count_with(query, room_pool, "watt"),
-        building_occupancy_records=count_with(query, pool_name(office.building, ns), "occupancy"),
+        building_occupancy_records=len(building),
+        building_occupancy_distinct=len(set(building)),
         latency=latency(metrics_url) if metrics_url else {},
     )

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -97,6 +98,18 @@ def kind_dir(kind: str) -> Path:
     return PROJECT / "digis" / kind
 
 
+# Attributes the scenario's data-time contract needs in a kind's model (digis/README.md).
+CONTRACT = {
+    "lamp": (("meta", "event_ts"),),
+    "room": (("obs", "occupancy"),),
+}
+
+
+def missing_attributes(kind: str) -> list[str]:
+    model = yaml.safe_load((kind_dir(kind) / "model.yaml").read_text()) or {}
+    return [f"{group}.{attr}" for group, attr in CONTRACT.get(kind, ()) if attr not in (model.get(group) or {})]
+
+
 def missing_parts() -> list[str]:
     """What the scenario needs that this checkout does not have, each with its owner."""
     from digi.cli.main import cli
@@ -111,9 +124,12 @@ def missing_parts() -> list[str]:
             missing.append(f"`{module}` — {owner}")
     for kind in KINDS:
         absent = [f for f in KIND_FILES if not (kind_dir(kind) / f).exists()]
+        owner = KIND_OWNERS.get(kind, "the demo (issue #7)")
         if absent:
-            owner = KIND_OWNERS.get(kind, "the demo (issue #7)")
             missing.append(f"digis/{kind}/{{{','.join(absent)}}} — {owner}")
+        elif attrs := missing_attributes(kind):
+            missing.append(f"digis/{kind}/model.yaml has no {', '.join(attrs)}, which carries the data "
+                           f"time through the scenario (see digis/README.md) — {owner}")
     return missing
 
 
@@ -126,17 +142,20 @@ def preflight() -> None:
 
 
 class DigiCli:
-    """Runs `digi --root ROOT …` in a subprocess, echoing the command line."""
+    """Runs `digi --root ROOT …` in a subprocess, echoing the command line; the command's
+    own output goes to `stream` (stdout, or stderr when stdout is kept for a report)."""
 
-    def __init__(self, root: Path, echo: Callable[[str], None]) -> None:
-        self.root, self.echo = root, echo
+    def __init__(self, root: Path, echo: Callable[[str], None], stream: TextIO) -> None:
+        self.root, self.echo, self.stream = root, echo, stream
 
     def argv(self, args: Sequence[str]) -> list[str]:
         return [sys.executable, "-c", "from digi.cli.main import main; main()", "--root", str(self.root), *args]
 
     def run(self, *args: str, quiet: bool = False) -> None:
         self.echo(f"$ digi {' '.join(args)}")
-        done = subprocess.run(self.argv(args), capture_output=quiet, text=True, check=False)
+        self.stream.flush()
+        done = subprocess.run(self.argv(args), stdout=subprocess.PIPE if quiet else self.stream,
+                              stderr=subprocess.PIPE if quiet else None, text=True, check=False)
         if done.returncode != 0:
             detail = f": {(done.stderr or done.stdout).strip()}" if quiet else " (its output is above)"
             raise DemoError(f"`digi {' '.join(args)}` failed with exit code {done.returncode}{detail}")

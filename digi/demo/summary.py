@@ -74,7 +74,8 @@ def compare(title: str, room: str, readings: Sequence[Reading], observed: Observ
     room_want = sum(e.lamp_energy_wh for e in expected.values())
     lines.append(Line(f"energy {room} (Wh, device_energy)", observed.room_energy_wh, room_want,
                       abs(observed.room_energy_wh - room_want) <= ENERGY_TOLERANCE_WH))
-    lines.append(Line("building occupancy series length", observed.building_occupancy_records))
+    lines.append(Line("building occupancy series length",
+                      f"{observed.building_occupancy_records} ({observed.building_occupancy_distinct} distinct)"))
     for direction, q in observed.latency.items():
         value = None if q is None else f"p50 {q[0] * 1000:.1f} ms, p99 {q[1] * 1000:.1f} ms"
         lines.append(Line(f"propagation latency {direction}", value or "no observations"))
