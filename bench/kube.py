@@ -7,16 +7,15 @@ and watches use separate `Kube` objects (separate connections, separate
 threads), as a real writer and a real watcher would.
 
 Credentials come from the space's kubeconfig (client cert embedded as
-`-data`), unpacked once into a private directory because `ssl` loads certs
-from files only.
+`-data`), unpacked once next to it because `ssl` loads certs from files only.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,14 +46,19 @@ class Resource:
         return f"{self.collection(namespace)}/{name}"
 
 
+@functools.cache
 def ssl_context(kubeconfig: Path) -> tuple[str, ssl.SSLContext]:
-    """The server URL and a TLS context with the kubeconfig's CA and client cert."""
+    """The server URL and a TLS context with the kubeconfig's CA and client cert.
+
+    The client cert and key are unpacked next to the kubeconfig (the private
+    space's root, mode 0700, removed with it)."""
     config = yaml.safe_load(kubeconfig.read_text())
     current = config["current-context"]
     context = next(c["context"] for c in config["contexts"] if c["name"] == current)
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
     user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-    keydir = Path(tempfile.mkdtemp(prefix="digi-bench-cert-"))
+    keydir = kubeconfig.parent / "bench-client"
+    keydir.mkdir(mode=0o700, exist_ok=True)
     cert, key = keydir / "client.crt", keydir / "client.key"
     cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
     key.write_bytes(base64.b64decode(user["client-key-data"]))

@@ -1,10 +1,10 @@
 """Profiling a benchmark section with py-spy: where the manager (and workers) spend CPU.
 
-`python -m bench --profile DIR` wraps the Room→Lamp trials in `py-spy record
---subprocesses --format raw` on the manager (workers are its children), then
-summarises the collapsed stacks into DIR/<name>.top.txt: the functions with the
-most samples *on CPU* (py-spy drops idle stacks by default), self and
-inclusive. The latencies of a profiled run are slowed by the sampling, so
+`python -m bench --profile DIR` wraps the Room→Lamp trials (and the scale
+throughput runs) in `py-spy record` of the manager and of each of its workers,
+then summarises the collapsed stacks into DIR/<section>.<process>.top.txt: the
+frames with the most samples holding the GIL, self and inclusive, with the CPU
+seconds they stand for (samples ÷ rate). The latencies of a profiled run are slowed by the sampling, so
 profiling is a separate run; its figures are still written, with
 `machine.profiled = true`.
 """
@@ -20,27 +20,54 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 PY_SPY = Path(sys.executable).with_name("py-spy")
+RATE = 250
+
+
+def _label(proc: psutil.Process) -> str:
+    """`manager`, or `worker-<digi name>` from the worker's NAME environment variable."""
+    try:
+        name = proc.environ().get("NAME")
+    except psutil.Error:
+        name = None
+    return f"worker-{name or proc.pid}" if "digi.worker" in " ".join(proc.cmdline()) \
+        else f"pid-{proc.pid}"
 
 
 @contextlib.contextmanager
 def recording(pid: int, out_dir: Path, name: str) -> Iterator[None]:
-    """Record `pid` and its subprocesses while the block runs; summarise afterwards."""
+    """Record the manager `pid` and each of its worker processes while the block runs.
+
+    One py-spy per process (`--subprocesses` does not follow the manager's
+    workers), `--gil` so only samples holding the GIL — Python actually running —
+    count, `--nonblocking` so the sampled process is not paused.
+    """
     exe = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
     if exe is None:
         raise FileNotFoundError("py-spy: not installed; run '.venv/bin/pip install py-spy'")
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / f"{name}.raw.txt"
-    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--subprocesses", "--format",
-                             "raw", "--rate", "200", "--output", str(raw)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manager = psutil.Process(pid)
+    targets = {"manager": pid} | {_label(c): c.pid for c in manager.children(recursive=True)}
+    spies = {}
+    for label, target in targets.items():
+        raw = out_dir / f"{name}.{label}.raw.txt"
+        spies[raw] = subprocess.Popen(
+            [exe, "record", "--pid", str(target), "--gil", "--nonblocking", "--format", "raw",
+             "--rate", str(RATE), "--output", str(raw)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    if raw.exists():
-        (out_dir / f"{name}.top.txt").write_text(summarise(raw.read_text()))
+        for spy in spies.values():
+            spy.send_signal(signal.SIGINT)
+        for spy in spies.values():
+            spy.wait(timeout=60)
+    for raw in spies:
+        if raw.exists():
+            raw.with_name(raw.name.replace(".raw.txt", ".top.txt")).write_text(
+                summarise(raw.read_text()))
 
 
 def summarise(collapsed: str, top: int = 25) -> str:
@@ -58,7 +85,10 @@ def summarise(collapsed: str, top: int = 25) -> str:
         self_count[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    lines = [f"{total} samples on CPU", "", "self %  frame"]
+    if total == 0:
+        return "no samples holding the GIL (the process stayed idle)\n"
+    lines = [f"{total} samples holding the GIL at {RATE} Hz = {total / RATE:.2f} CPU seconds",
+             "", "self %  frame"]
     lines += [f"{100 * c / total:5.1f}  {f}" for f, c in self_count.most_common(top)]
     lines += ["", "incl %  frame"]
     lines += [f"{100 * c / total:5.1f}  {f}" for f, c in inclusive.most_common(top)]
