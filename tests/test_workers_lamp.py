@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -123,7 +124,10 @@ def test_manager_killed_during_a_burst_loses_no_intent(
                 client.patch(LAMP, namespace, name, {"spec": {"control": {"power": {"intent": latest[name]}}}})
 
     burst(3)
+    pids = [json.loads((manager.root / "workers" / namespace / "lamps" / f"{n}.json").read_text())["pid"] for n in names]
     manager.kill()
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                             for p in pids), 30, "the killed manager's workers to exit, leaving no orphans")
     burst(3)
     manager.start()
     burst(2)
