@@ -257,3 +257,22 @@ def test_without_eoio_a_restart_starts_at_the_sources_end(lake: LakeClient) -> N
     drain(restarted)
     assert lake.query('from "d" | yield watt') == [4.0]
     assert lake.commit_meta("d", "main", 'meta.pipelet=="e"') is None
+
+
+def test_records_committed_while_the_stream_was_down_are_found_after_reconnect(
+        zed_server: ZedServer, lake: LakeClient) -> None:
+    lake.create_pool("l1")
+    lake.load("l1", "main", [{"ts": T0, "watt": 1.0}])
+    # No safety-net poll: only the event stream and its reconnect re-check can wake the pipeline.
+    piper = Piper(zed_server.url, poll_interval=3600)
+    piper.events.min_backoff = 5.0  # reconnect late enough that the load below happens while disconnected
+    piper.apply(egress("l1", flow="cut ts,watt"))
+    piper.start()
+    try:
+        wait_for(lambda: query(lake, 'from "l1"@"energy" | count()') == [1], what="the first record")
+        wait_for(piper.idle, what="the piper to settle")  # so no step is in flight (or retried) over the restart
+        zed_server.restart()
+        lake.load("l1", "main", [{"ts": T0 + timedelta(seconds=1), "watt": 2.0}])  # no one hears this event
+        wait_for(lambda: query(lake, 'from "l1"@"energy" | sum(watt)') == [3.0], what="the re-check to move it")
+    finally:
+        piper.stop()
