@@ -35,6 +35,7 @@ class Release:
         self.name = f"digi-{uuid.uuid4().hex[:6]}"
         self.sa = self.name  # the release name contains the chart name: fullname = release
         self.values = {"webhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name": namespace}
+        self.notes = ""
 
     def helm(self, *args: str, check: bool = True) -> Any:
         return helm(self.home, *args, "--namespace", self.namespace, kubeconfig=self.space.kubeconfig,
@@ -60,7 +61,7 @@ class Release:
 @pytest.fixture
 def release(space: Space, namespace: str, tmp_path: Path) -> Iterator[Release]:
     rel = Release(space, namespace, tmp_path)
-    rel.install()
+    rel.notes = rel.install().stdout
     try:
         yield rel
     finally:
@@ -71,6 +72,9 @@ def test_install_creates_the_objects(release: Release, kube: client.ApiClient) -
     ns, name = release.namespace, release.name
     status = json.loads(release.helm("status", name, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
+    notes = release.notes.partition("NOTES:")[2]
+    assert f"rollout status deployment/{name}" in notes
+    assert f"http://{name}.{ns}.svc:8080/metrics" in notes
 
     apps = client.AppsV1Api(kube)
     deployment = apps.read_namespaced_deployment(name, ns)
