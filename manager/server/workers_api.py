@@ -109,8 +109,10 @@ def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_lead
             await ws.close(code=1008)  # before accept: the client sees HTTP 403
             return
         await ws.accept()
-        if not is_leader():
-            await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader")
+        if not is_leader() or not dispatcher.cache.synced:
+            # A worker reconnecting to a manager that is not ready yet must retry, not conclude
+            # from an empty cache that its digi is gone.
+            await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader, or not synced yet")
             return
         key = dispatcher.resolve(ns, name, gvr)
         session = dispatcher.attach(key, asyncio.get_running_loop()) if key else None
