@@ -40,6 +40,7 @@ def test_query_runs_from_the_digis_pool(url: str, tmp_path: Path) -> None:
     result = digi(tmp_path, "query", "l1", "-n", "home", "sum(watt)", "-o", "json", "--lake-url", url)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [2.5]
+    assert json.loads(digi(tmp_path, "query", "home/l1", "yield watt", "-o", "json", "--lake-url", url).output) == [2.5]
     table = digi(tmp_path, "query", "l1", "-n", "home", "--lake-url", url)
     assert table.output.splitlines()[0].split() == ["TS", "WATT"]
     assert "2.5" in table.output.splitlines()[1]

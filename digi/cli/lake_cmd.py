@@ -90,7 +90,8 @@ def query(cli: CliContext, name: str | None, query: str, namespace: str, raw: st
     """Query a digi's data pool with Zed.
 
     Runs `from <pool of NAME> | QUERY`; without QUERY it lists the pool's records.
-    The pool of digi NAME is NAME in the default namespace, else NAMESPACE_NAME.
+    NAME is `name` (with -n) or `namespace/name`; its pool is `name` in the default
+    namespace, else `namespace_name`.
 
     \b
     Examples:
@@ -99,6 +100,7 @@ def query(cli: CliContext, name: str | None, query: str, namespace: str, raw: st
       digi query room "sum(watt)" -o json
       digi query l1 -b energy "count()"      # what l1's energy egress published
       digi query -n home l1 "tail 5"         # pool home_l1
+      digi query home/l1 "tail 5"            # the same
       digi query --raw 'from "l1"@"energy" | count() by event_ts'
     """
     if raw is not None:
@@ -106,6 +108,8 @@ def query(cli: CliContext, name: str | None, query: str, namespace: str, raw: st
             raise click.UsageError("give either NAME [QUERY] or --raw QUERY, not both")
         text = raw
     elif name:
+        if "/" in name:
+            namespace, _, name = name.partition("/")
         text = f"from {zed.pool_ref(pool_name(name, namespace), branch)}"
         text = f"{text} | {query}" if query.strip() else text
     else:
