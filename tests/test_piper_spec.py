@@ -55,6 +55,8 @@ def test_kind_selector_forms(selector: str) -> None:
 def test_malformed_entries_name_the_field() -> None:
     with pytest.raises(SpecError, match=r"Room home/room spec.ingress.x.sources\[0\]: 'l1' is not name@egress"):
         digi_pipelines("Room", room(ingress={"x": {"sources": ["l1"]}}), lambda: None)
+    with pytest.raises(SpecError, match=r"spec\.egress\.main: 'main' is the branch egress reads from"):
+        digi_pipelines("Room", room(egress={"main": {}}), lambda: None)
     with pytest.raises(SpecError, match="no sources"):
         digi_pipelines("Room", room(ingress={"x": {"flow": "pass"}}), lambda: None)
 

@@ -181,6 +181,9 @@ def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]) -> 
         entry = entry or {}
         if _flag(entry, "driver_managed", False):
             continue  # the driver loads this branch itself (digi.pool.load(..., branch=...))
+        if egress == "main":
+            raise SpecError(f"{kind} {namespace}/{name} spec.egress.main: 'main' is the branch egress "
+                            "reads from; give the egress another name (e.g. energy)")
         config = PipelineConfig(
             id=f"egress:{namespace}/{name}/{egress}",
             dst=Source(pool, egress),
