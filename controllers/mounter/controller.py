@@ -121,6 +121,7 @@ class Mounter:
             if event_type == DELETED:
                 self.graph.remove(key)
                 self._deleted.add(key)
+                self._written_gen.pop(key, None)
                 for edge in [e for e in self._synced if key in e]:
                     del self._synced[edge]
             else:
@@ -186,6 +187,10 @@ class Mounter:
             violating = {m.edge: msg for m, msg in self.graph.violations()}
             writers = {m.child: self.graph.writer(m.child) for m in mounts}
         entries = (parent.get("spec") or {}).get("mount") or {}
+        current = {m.edge for m in mounts}
+        with self.lock:
+            for edge in [e for e in self._synced if e[0] == key and e not in current]:
+                del self._synced[edge]  # unmounted: a later mount starts from the generation guard
         up: dict[str, dict[str, Any]] = {}
         pending: dict[tuple[ObjectKey, ObjectKey], Synced] = {}
         for mount in mounts:
@@ -197,7 +202,8 @@ class Mounter:
             if changed:
                 up.setdefault(gvr_text, {})[mount.entry_key] = edit
         if not up:
-            self._synced.update(pending)
+            with self.lock:
+                self._synced.update(pending)
             return
         new = self.mgr.client.patch(
             key.gvr,
@@ -207,7 +213,8 @@ class Mounter:
             resource_version=parent["metadata"]["resourceVersion"],
         )
         self._remember(key, new)
-        self._synced.update(pending)
+        with self.lock:
+            self._synced.update(pending)
         propagation_seconds.labels("up").observe(time.monotonic() - started)
         for gvr_text, edits in up.items():
             for entry_key, edit in edits.items():
@@ -240,7 +247,8 @@ class Mounter:
             # A child that is gone after having been synced (or seen deleted) loses its replica;
             # a mount written before its child exists waits for it.
             if mount.child in self._deleted or "generation" in entry:
-                self._synced.pop(edge, None)
+                with self.lock:
+                    self._synced.pop(edge, None)
                 return True, None
             return False, None
         edit: JSON = {}
@@ -271,7 +279,8 @@ class Mounter:
                     f"Hand it over with 'digi activate {mount.child.name} {mount.parent.name}'.",
                 )
         view = {**entry, "status": status, "mode": entry.get("mode") or mount.mode}
-        base = self._synced.get(edge)
+        with self.lock:
+            base = self._synced.get(edge)
         for _ in range(_ATTEMPTS):
             p = plan(view, child, base, strict=self.strict)
             if p.down is None:
@@ -292,7 +301,8 @@ class Mounter:
                 continue
             self._remember(mount.child, child)
             base = p.after_down
-            self._synced[edge] = base
+            with self.lock:
+                self._synced[edge] = base
             propagation_seconds.labels("down").observe(time.monotonic() - started)
             log.info(
                 "mount write parent=%s child=%s direction=down generation=%s fields=%s",
