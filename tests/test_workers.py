@@ -14,13 +14,19 @@ import subprocess
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from digi.errors import Conflict
+from digi.worker.client import HttpModelClient, WorkerEnv
+from digi.worker.loop import events_url
 from manager.events import EVENT_GVR
 from manager.kube import Client
+from manager.server.tokens import TokenIssuer
 from manager.workers.local import worker_files
 from tests.manager_fixtures import (
     PROBE_GVR,
@@ -114,8 +120,6 @@ def test_killed_worker_restarts_with_backoff_and_converges(
 def test_guarded_write_through_the_manager_is_refused_when_stale(
     manager: ManagerProcess, client: Client, namespace: str
 ) -> None:
-    from digi.worker.client import HttpModelClient, WorkerEnv
-
     client.create(PROBE_GVR, namespace, probe("g1", namespace, None))
     token = _token(manager, namespace, "g1")
     model = HttpModelClient(WorkerEnv(manager.url, token, "test.digi.dev", "v1", "probes", "Probe", "g1", namespace))
@@ -127,8 +131,6 @@ def test_guarded_write_through_the_manager_is_refused_when_stale(
 
 
 def _token(manager: ManagerProcess, namespace: str, name: str) -> str:
-    from manager.server.tokens import TokenIssuer
-
     return TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret").token(namespace, name)
 
 
@@ -143,3 +145,38 @@ def test_one_watch_per_kind_however_many_digis(manager: ManagerProcess, client: 
                   if s.name == "apiserver_longrunning_requests"
                   and s.labels.get("resource") == "probes" and s.labels.get("verb") == "WATCH")
     assert watches == 1, f"{watches} watches on probes for 6+ probe digis: informers must be shared per kind"
+
+
+def test_reconnect_resyncs_with_the_last_model_sent_as_old(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    client.create(PROBE_GVR, namespace, probe("r1", namespace, None))  # no driver: this test is the worker
+    env = WorkerEnv(manager.url, _token(manager, namespace, "r1"), "test.digi.dev", "v1", "probes", "Probe",
+                    "r1", namespace)
+
+    def receive_one() -> dict[str, Any]:
+        with connect(events_url(env), additional_headers=env.headers, proxy=None) as ws:
+            return dict(json.loads(ws.recv(timeout=10)))
+
+    first = wait_for(receive_one, 30, "the first resync")
+    assert first["type"] == "MODEL" and first["old"] is None
+    set_intent(client, namespace, "r1", "on")  # while disconnected
+    wait_for(lambda: client.get(PROBE_GVR, namespace, "r1")["metadata"]["resourceVersion"]
+             != first["object"]["metadata"]["resourceVersion"], 10, "the patch")
+    second = wait_for(lambda: (m := receive_one())["object"]["spec"]["control"]["power"]["intent"] == "on" and m,
+                      30, "a resync carrying the change")
+    assert second["old"]["metadata"]["resourceVersion"] == first["object"]["metadata"]["resourceVersion"]
+
+    with connect(events_url(env), additional_headers=env.headers, proxy=None) as ws:
+        ws.recv(timeout=10)  # the resync
+        set_intent(client, namespace, "r1", "off")
+        live = json.loads(ws.recv(timeout=10))
+    assert live["object"]["spec"]["control"]["power"]["intent"] == "off"
+    assert live["old"]["spec"]["control"]["power"]["intent"] == "on", "events carry the previous model"
+
+
+def test_a_forged_token_cannot_open_another_digis_stream(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    client.create(PROBE_GVR, namespace, probe("s1", namespace, None))
+    env = WorkerEnv(manager.url, _token(manager, namespace, "other"), "test.digi.dev", "v1", "probes", "Probe",
+                    "s1", namespace)
+    with pytest.raises(InvalidStatus) as refused, connect(events_url(env), additional_headers=env.headers, proxy=None):
+        pass
+    assert refused.value.response.status_code == 403
