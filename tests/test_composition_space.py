@@ -421,3 +421,48 @@ def test_webhook_down_does_not_brick_and_restart_revalidates(
     ]
     assert any(e["reason"] == "MountRejected" and e["type"] == "Warning" for e in events)
     assert "generation" not in spec_at(cs, NODES, ns, "v", "mount", str(NODES), f"{ns}/u")
+
+
+def test_generation_guard_across_a_manager_restart(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    """Without the last-synced state (lost with the process), the replica's generation decides:
+    a replica that saw the child's current generation pushes its change down; a stale one
+    is overwritten from the child."""
+    ns = namespace
+    for name in ("p", "x", "y"):
+        cs.client.create(NODES, ns, node(name, ns, {"meta": {"v": 0}}))
+    mount(cs, "x", "p", ns)
+    mount(cs, "y", "p", ns)
+    for child in ("x", "y"):
+        wait_for(
+            lambda child=child: (
+                spec_at(cs, NODES, ns, "p", "mount", str(NODES), f"{ns}/{child}", "generation")
+                == cs.get(NODES, ns, child)["metadata"]["generation"]
+            ),
+            30,
+            f"p's replica of {child} in sync",
+        )
+    cs.stop()
+    try:
+        replica_edit = {"spec": {"meta": {"v": 1}}}
+        cs.client.patch(
+            NODES,
+            ns,
+            "p",
+            {"spec": {"mount": {str(NODES): {f"{ns}/x": replica_edit, f"{ns}/y": replica_edit}}}},
+        )
+        cs.client.patch(
+            NODES, ns, "y", {"spec": {"meta": {"v": 2}}}
+        )  # y moves on: p's replica of y is stale
+    finally:
+        cs.start()
+    wait_for(lambda: spec_at(cs, NODES, ns, "x", "meta", "v") == 1, 30, "p's write reaching x")
+    wait_for(
+        lambda: (
+            spec_at(cs, NODES, ns, "p", "mount", str(NODES), f"{ns}/y", "spec", "meta", "v") == 2
+        ),
+        30,
+        "y's newer state overwriting the stale replica",
+    )
+    assert spec_at(cs, NODES, ns, "y", "meta", "v") == 2
