@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,7 +203,7 @@ class Prometheus:
 
 
 def _digi(space: Space, *args: str) -> str:
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "digi"), "--kubeconfig", str(space.kubeconfig), *args],
+    result = subprocess.run([str(Path(sys.executable).parent / "digi"), "--kubeconfig", str(space.kubeconfig), *args],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, f"digi {' '.join(args)}: {result.stdout}{result.stderr}"
     return result.stdout
