@@ -23,7 +23,8 @@ def room(ns: str = "home", **spec: Any) -> dict[str, Any]:
 
 def test_egress_reads_main_and_writes_its_branch() -> None:
     obj = room("default", egress={"energy": {"flow": "watt | cut watt"}, "raw": {"driver_managed": True}})
-    [egress] = digi_pipelines("Room", obj, lambda: None)
+    [egress], errors = digi_pipelines("Room", obj, lambda: None)
+    assert errors == []
     assert egress.config.id == "egress:default/room/energy"
     assert egress.config.dst == Source("room", "energy") and egress.config.flow == "watt | cut watt"
     assert list(egress.resolve()) == [Source("room", "main")]
@@ -34,7 +35,7 @@ def test_ingress_sources_follow_the_current_mounts() -> None:
                                 "flow_agg": "watt:=sum(watt)", "patch_source": True},
                         "lamps": {"source": [{"kind": "Lamp", "egress": "energy"}]}})
     latest = {"spec": {"mount": {LAMPS: {"home/l1": {}}, PLUGS: {"home/p1": {}}}}}
-    all_, lamps = digi_pipelines("Room", obj, lambda: latest)
+    (all_, lamps), _ = digi_pipelines("Room", obj, lambda: latest)
     assert all_.config.dst == Source("home_room") and all_.config.patch_source
     assert list(all_.resolve()) == sorted([Source("home_l1", "energy"), Source("home_p1", "energy"),
                                            Source("home_meter", "energy"), Source("other_m2", "e")])
@@ -52,13 +53,16 @@ def test_kind_selector_forms(selector: str) -> None:
     assert kind_matches("occupancy", "mock.digi.dev/v1/occupancies")
 
 
-def test_malformed_entries_name_the_field() -> None:
-    with pytest.raises(SpecError, match=r"Room home/room spec.ingress.x.sources\[0\]: 'l1' is not name@egress"):
-        digi_pipelines("Room", room(ingress={"x": {"sources": ["l1"]}}), lambda: None)
-    with pytest.raises(SpecError, match=r"spec\.egress\.main: 'main' is the branch egress reads from"):
-        digi_pipelines("Room", room(egress={"main": {}}), lambda: None)
-    with pytest.raises(SpecError, match="no sources"):
-        digi_pipelines("Room", room(ingress={"x": {"flow": "pass"}}), lambda: None)
+def test_malformed_entries_name_the_field_and_do_not_stop_the_others() -> None:
+    obj = room(ingress={"x": {"sources": ["l1"]}, "y": {"flow": "pass"}, "ok": {"sources": ["l1@e"]}},
+               egress={"main": {}, "energy": {}})
+    pipelines, errors = digi_pipelines("Room", obj, lambda: None)
+    assert sorted(p.config.id for p in pipelines) == ["egress:home/room/energy", "ingress:home/room/ok"]
+    messages = [str(e) for e in errors]
+    assert messages[0].startswith("Room home/room spec.egress.main: 'main' is the branch egress reads from")
+    assert messages[1] == ("Room home/room spec.ingress.x.sources[0]: 'l1' is not name@egress, "
+                           "kind:<kind>@egress or kind:any@egress")
+    assert messages[2].startswith("Room home/room spec.ingress.y: no sources")
 
 
 def test_pipelet_one_pipeline_per_destination() -> None:

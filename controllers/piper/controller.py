@@ -10,7 +10,8 @@ key; `reconcile(key)` reads it from the manager's cache and
 - for a digi that is gone: removes its pipelines and, if `delete_pools`, its pool
   (by default the data stays: `DIGI_DELETE_POOLS=true` changes that);
 - for a Pipelet: one pipeline per `dst` entry.
-A malformed entry is reported as a Warning Event on the object and runs nothing.
+A malformed entry is reported as a Warning Event (`InvalidPipeline`) on the
+object; it runs nothing, the object's other entries run.
 
 Status: a pipeline's state changes (running, paused, waiting, error with the
 lake's message) are Events on the digi or Pipelet that owns it (reason
@@ -82,6 +83,7 @@ class PiperController:
 
     def reconcile(self, key: ObjectKey) -> Result | None:
         obj = self.mgr.cache.get(key.gvr, key.namespace, key.name)
+        errors: list[SpecError] = []
         try:
             if key.gvr == PIPELET_GVR:
                 pipelines = pipelet_pipelines(obj) if obj is not None else []
@@ -93,18 +95,17 @@ class PiperController:
                 if pool not in self._pools:  # digis change often; create each pool once
                     self.piper.lake.ensure_pool(pool)
                     self._pools.add(pool)
-                pipelines = digi_pipelines(
-                    self.mgr.cache.kind_of(key.gvr),
-                    obj,
-                    lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name),
-                )
+                pipelines, errors = digi_pipelines(
+                    self.mgr.cache.kind_of(key.gvr), obj,
+                    lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name))
         except SpecError as exc:
-            assert obj is not None
-            self.mgr.events.record(obj, "Warning", "InvalidPipeline", str(exc))
-            pipelines = []
+            pipelines, errors = [], [exc]
         except LakeError as exc:
             log.info("piper: %s: %s; retrying", key, exc)
             return Result(requeue=True)
+        for error in errors:
+            assert obj is not None
+            self.mgr.events.record(obj, "Warning", "InvalidPipeline", str(error))
         self._replace(key, pipelines)
         return None
 

@@ -169,21 +169,24 @@ def ingress_resolver(
     return resolve
 
 
-def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]) -> list[Pipeline]:
-    """The egress and ingress pipelines of one digi. Raises `SpecError` for a malformed entry."""
+def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]
+                   ) -> tuple[list[Pipeline], list[SpecError]]:
+    """The egress and ingress pipelines of one digi, and an error for each malformed entry
+    (a bad entry does not stop the digi's other pipelines)."""
     meta = obj["metadata"]
     namespace, name = meta.get("namespace", "default"), meta["name"]
     spec = obj.get("spec") or {}
     pool = pool_name(name, namespace)
     owner = (kind, namespace, name)
-    pipelines = []
+    pipelines, errors = [], []
     for egress, entry in sorted((spec.get("egress") or {}).items()):
         entry = entry or {}
         if _flag(entry, "driver_managed", False):
             continue  # the driver loads this branch itself (digi.pool.load(..., branch=...))
         if egress == "main":
-            raise SpecError(f"{kind} {namespace}/{name} spec.egress.main: 'main' is the branch egress "
-                            "reads from; give the egress another name (e.g. energy)")
+            errors.append(SpecError(f"{kind} {namespace}/{name} spec.egress.main: 'main' is the branch "
+                                    "egress reads from; give the egress another name (e.g. energy)"))
+            continue
         config = PipelineConfig(
             id=f"egress:{namespace}/{name}/{egress}",
             dst=Source(pool, egress),
@@ -205,8 +208,11 @@ def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]) -> 
             pause=_flag(entry, "pause", False),
             eoio=_flag(entry, "eoio", True),
         )
-        pipelines.append(Pipeline(config, ingress_resolver(obj, entry, field, current), owner))
-    return pipelines
+        try:
+            pipelines.append(Pipeline(config, ingress_resolver(obj, entry, field, current), owner))
+        except SpecError as exc:
+            errors.append(exc)
+    return pipelines, errors
 
 
 def pipelet_pipelines(obj: JSON) -> list[Pipeline]:
