@@ -8,6 +8,7 @@ test needs shapes the shipped schemas cannot express (loops) or free attributes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -466,3 +467,44 @@ def test_generation_guard_across_a_manager_restart(
         "y's newer state overwriting the stale replica",
     )
     assert spec_at(cs, NODES, ns, "y", "meta", "v") == 2
+
+
+def test_concurrent_writers_converge_without_losing_child_state(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    """The child changes its own obs as fast as it can while the parent keeps writing its
+    intent: the mounter's guarded writes meet 409s and retry on fresh state; the child's
+    last obs is never reverted and the parent's last intent arrives."""
+    ns = namespace
+    cs.client.create(NODES, ns, node("p", ns))
+    cs.client.create(
+        NODES, ns, node("x", ns, {"obs": {"n": 0}, "control": {"level": {"intent": 0}}})
+    )
+    mount(cs, "x", "p", ns)
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "p", "mount", str(NODES), f"{ns}/x", "spec"), 30, "replica"
+    )
+
+    def child_writes() -> None:
+        for i in range(1, 41):
+            cs.client.patch(NODES, ns, "x", {"spec": {"obs": {"n": i}}})
+
+    writer = threading.Thread(target=child_writes)
+    writer.start()
+    for j in range(1, 11):
+        edit = {"spec": {"control": {"level": {"intent": j}}}}
+        cs.client.patch(NODES, ns, "p", {"spec": {"mount": {str(NODES): {f"{ns}/x": edit}}}})
+    writer.join()
+    wait_for(
+        lambda: spec_at(cs, NODES, ns, "x", "control", "level", "intent") == 10,
+        30,
+        "the last intent on x",
+    )
+    wait_for(
+        lambda: (
+            spec_at(cs, NODES, ns, "p", "mount", str(NODES), f"{ns}/x", "spec", "obs", "n") == 40
+        ),
+        30,
+        "x's last obs in p's replica",
+    )
+    assert spec_at(cs, NODES, ns, "x", "obs", "n") == 40
