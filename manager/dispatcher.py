@@ -133,10 +133,6 @@ class Dispatcher:
             if self._sessions.get(session.key) is session:
                 del self._sessions[session.key]
 
-    def connected(self) -> set[ObjectKey]:
-        with self._lock:
-            return set(self._sessions)
-
     def identify(self, token: str) -> str:
         """Which digi a token belongs to, for the log line of a refused request."""
         for gvr in self.cache.digi_kinds():

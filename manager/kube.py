@@ -33,7 +33,6 @@ JSON = dict[str, Any]
 # (connect, read) seconds for ordinary requests; watches compute their own.
 DEFAULT_TIMEOUT = (5.0, 30.0)
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(DigiError):
@@ -43,10 +42,6 @@ class ApiError(DigiError):
         super().__init__(message)
         self.status = status
         self.body = body or {}
-
-    @property
-    def reason(self) -> str:
-        return str(self.body.get("reason", ""))
 
 
 class AlreadyExists(ApiError):

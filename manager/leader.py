@@ -72,10 +72,6 @@ class LeaderElector:
         self._stop.set()
         self._thread.join(self.retry_period + 5)
 
-    def holder(self) -> str | None:
-        lease = self.client.get_or_none(LEASE_GVR, self.namespace, self.name)
-        return (lease or {}).get("spec", {}).get("holderIdentity") or None
-
     def _run(self) -> None:
         log.info("leader election: %s is a candidate for lease %s/%s", self.identity, self.namespace, self.name)
         while not self._stop.is_set():

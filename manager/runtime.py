@@ -12,7 +12,6 @@ controller-runtime, so a manager never writes without the lease.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import threading
@@ -84,11 +83,6 @@ class Manager:
     @property
     def is_leader(self) -> bool:
         return self._leader.is_set()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The asyncio loop of the HTTP servers (for pushing to WebSocket connections)."""
-        return self._servers.loop
 
     def add_controller(self, controller: Controller) -> Controller:
         """Register a controller; its workers start when this manager leads."""

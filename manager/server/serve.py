@@ -1,8 +1,8 @@
 """Runs uvicorn servers for the manager on one event loop in a background thread.
 
 Each bind address (`host:port`, `:port` meaning all interfaces, `0`
-disabled) gets its own uvicorn server; all share one asyncio loop, which the
-worker API also uses to push events to worker connections (`loop`).
+disabled) gets its own uvicorn server; all share one asyncio loop, on which the
+worker API also pushes events to worker connections.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def parse_bind(address: str) -> tuple[str, int] | None:
 class HttpServers:
     def __init__(self) -> None:
         self._servers: list[uvicorn.Server] = []
-        self.loop = asyncio.new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._started = threading.Event()
 
@@ -49,7 +49,7 @@ class HttpServers:
                                "is another manager running? Pick other --*-bind-address ports.")
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
+        asyncio.set_event_loop(self._loop)
 
         async def serve_all() -> None:
             tasks = [asyncio.create_task(s.serve()) for s in self._servers]
@@ -59,7 +59,7 @@ class HttpServers:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
-            self.loop.run_until_complete(serve_all())
+            self._loop.run_until_complete(serve_all())
         finally:
             self._started.set()
 
