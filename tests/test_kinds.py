@@ -1,6 +1,6 @@
 """`model.yaml` -> CRD generation, checked without an API server (see test_kinds_apiserver.py for that).
 
-Inputs are the original project's mock kinds in ../shared/kinds/mock and
+Inputs are the original project's mock kinds (a copy in tests/data/kinds/mock) and
 small model.yaml texts written here for each rule of spec §3.
 """
 
@@ -17,7 +17,7 @@ from digi.cli.kinds_cmd import gen_cmd, init_cmd
 from digi.kinds import KIND_LABEL, KindError, load_kind, parse_model, plural, render_cr
 from digi.kinds.schema import PRESERVE
 
-MOCKS = Path(__file__).resolve().parents[2] / "shared" / "kinds" / "mock"
+MOCKS = Path(__file__).resolve().parent / "data" / "kinds" / "mock"
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -1,6 +1,6 @@
 """Generated CRDs on the real API server of the `space` fixture: accepted, and nothing pruned.
 
-For every kind of the original project (../shared/kinds/mock) and ours
+For every kind of the original project (tests/data/kinds/mock) and ours
 (digis/*), `digi gen` runs on a copy of the kind directory, `kubectl apply`
 installs the CRD, and the kind's `deploy/cr.yaml` (name filled in) is created
 and read back; its spec must come back field for field. Extra tests fill the
@@ -27,7 +27,7 @@ from digi.cli.kinds_cmd import gen_cmd
 from digi.kinds import CR_TEMPLATE, Kind, load_kind, render_cr
 from digi.space import Space
 
-MOCKS = Path(__file__).resolve().parents[2] / "shared" / "kinds" / "mock"
+MOCKS = Path(__file__).resolve().parent / "data" / "kinds" / "mock"
 DIGIS = Path(__file__).resolve().parents[1] / "digis"
 KIND_DIRS = sorted(MOCKS.iterdir()) + sorted(p for p in DIGIS.iterdir() if (p / "model.yaml").is_file())
 
