@@ -38,7 +38,7 @@ from manager.workers.base import DRIVER_DIR_ANNOTATION
 from manager.workers.local import worker_files
 
 JSON = dict[str, Any]
-_WORKER_EVENTS = {"WorkerStarted": "running", "WorkerCrashed": "backoff", "WorkerFailed": "backoff",
+_WORKER_EVENTS = {"WorkerStarted": "running", "WorkerCrashed": "backoff", "WorkerExited": "backoff", "WorkerFailed": "backoff",
                   "WorkerDeployed": "deployed", "NoDriver": "no-driver", "NoImage": "no-driver"}
 _OUTPUT = click.Choice(["yaml", "json"])
 

@@ -7,7 +7,7 @@ credentials: no KUBECONFIG is passed), stdout/stderr appended to
 worker restarts it when it exits, with exponential backoff (1 s doubling to
 60 s, back to 1 s after 30 s of healthy running), writes its state to
 `<name>.json` next to the log (what `digi list` shows) and records Events on
-the digi (WorkerStarted, WorkerCrashed, WorkerStopped). Workers get SIGTERM
+the digi (WorkerStarted, WorkerCrashed, WorkerExited). Workers get SIGTERM
 when the manager process dies (Linux parent-death signal), so a killed
 manager leaves no orphans that would double-drive a digi after its restart.
 """
@@ -110,8 +110,14 @@ class _Worker:
             if time.monotonic() - started >= HEALTHY_AFTER:
                 backoff = INITIAL_BACKOFF
             self.restarts += 1
-            self.record(obj, WARNING, "WorkerCrashed",
-                        f"worker exited with code {code}; restart {self.restarts} in {backoff:.0f}s (log {self.log_path})")
+            if code == 0:
+                # The driver returned: the manager said the digi is gone (a removal is on its way)
+                # or a newer worker took over; restarting is right only if the digi stays.
+                self.record(obj, NORMAL, "WorkerExited", f"worker exited; restart {self.restarts} in {backoff:.0f}s")
+            else:
+                self.record(obj, WARNING, "WorkerCrashed",
+                            f"worker exited with code {code}; restart {self.restarts} in {backoff:.0f}s "
+                            f"(log {self.log_path})")
             self._set(BACKOFF, exit_code=code)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
