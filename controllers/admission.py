@@ -125,12 +125,12 @@ def list_stored_digis(client: Any, kinds: Callable[[], Iterable[GVR]]) -> list[t
     return out
 
 
-def registration(url: str, ca_bundle: str, gvrs: Iterable[GVR]) -> JSON:
-    """The ValidatingWebhookConfiguration for `gvrs`, calling `url` (…/validate)."""
+def rules_for(gvrs: Iterable[GVR]) -> list[JSON]:
+    """Webhook rules covering exactly the digi kinds `gvrs` (CREATE and UPDATE)."""
     by_group: dict[tuple[str, str], list[str]] = {}
     for gvr in sorted(set(gvrs)):
         by_group.setdefault((gvr.group, gvr.version), []).append(gvr.plural)
-    rules = [
+    return [
         {
             "apiGroups": [group],
             "apiVersions": [version],
@@ -140,15 +140,19 @@ def registration(url: str, ca_bundle: str, gvrs: Iterable[GVR]) -> JSON:
         }
         for (group, version), plurals in sorted(by_group.items())
     ]
+
+
+def registration(url: str, ca_bundle: str, gvrs: Iterable[GVR], name: str = CONFIG_NAME) -> JSON:
+    """The ValidatingWebhookConfiguration for `gvrs`, calling `url` (…/validate)."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": CONFIG_NAME, "labels": {"app.kubernetes.io/part-of": "digi"}},
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "digi"}},
         "webhooks": [
             {
                 "name": WEBHOOK_NAME,
                 "clientConfig": {"url": url, "caBundle": ca_bundle},
-                "rules": rules,
+                "rules": rules_for(gvrs),
                 # Ignore: a stopped manager must not brick the space (see the module docstring).
                 "failurePolicy": "Ignore",
                 "sideEffects": "None",
@@ -213,24 +217,38 @@ class WebhookServer:
         self._thread.join(timeout)
 
 
-def install(mgr: Any, admission: Admission, tls: WebhookTLS) -> WebhookServer:
+def install(
+    mgr: Any,
+    admission: Admission,
+    tls: WebhookTLS,
+    *,
+    config_name: str = CONFIG_NAME,
+    managed: bool = True,
+) -> WebhookServer:
     """Serve `admission` over TLS and keep the ValidatingWebhookConfiguration current.
 
-    The configuration is (re)written by the leader on start and whenever a digi
-    kind appears or goes away, so its rules always list exactly the digi kinds.
+    The leader rewrites it on start and whenever a digi kind appears or goes
+    away, so its rules always list exactly the digi kinds. `managed` (the local
+    dSpace): the manager owns the whole configuration and calls itself by URL
+    with the dSpace CA. Otherwise (the Helm chart) the configuration, its
+    Service and its CA belong to the installer and only the rules are updated.
     """
     app = FastAPI(title="digi admission", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(admission.router())
     server = WebhookServer(app, tls)
     server.start()
-    ca_bundle = base64.b64encode(tls.ca.read_bytes()).decode()
     lock = threading.Lock()
 
     def register(*_: Any) -> None:
         if not mgr.is_leader:
             return
+        kinds = mgr.cache.digi_kinds()
         with lock:
-            write_registration(mgr.client, registration(tls.url, ca_bundle, mgr.cache.digi_kinds()))
+            if managed:
+                ca_bundle = base64.b64encode(tls.ca.read_bytes()).decode()
+                write_registration(mgr.client, registration(tls.url, ca_bundle, kinds, config_name))
+            else:
+                update_rules(mgr.client, config_name, rules_for(kinds))
 
     mgr.on_leading(register)
     mgr.cache.on_digi_kind(register)
@@ -240,8 +258,9 @@ def install(mgr: Any, admission: Admission, tls: WebhookTLS) -> WebhookServer:
 
 def write_registration(client: Any, body: JSON) -> None:
     """Create or update the configuration (retrying a conflicting update on fresh state)."""
+    name = body["metadata"]["name"]
     for _ in range(5):
-        current = client.get_or_none(VWC_GVR, None, CONFIG_NAME)
+        current = client.get_or_none(VWC_GVR, None, name)
         try:
             if current is None:
                 client.create(VWC_GVR, None, body)
@@ -254,4 +273,29 @@ def write_registration(client: Any, body: JSON) -> None:
             return
         except Conflict:
             continue
-    raise Conflict(f"validatingwebhookconfiguration {CONFIG_NAME} kept changing; not updated")
+    raise Conflict(f"validatingwebhookconfiguration {name} kept changing; not updated")
+
+
+def update_rules(client: Any, name: str, rules: list[JSON]) -> None:
+    """Set the rules of our webhook in someone else's configuration, keeping the rest."""
+    for _ in range(5):
+        current = client.get_or_none(VWC_GVR, None, name)
+        if current is None:
+            log.warning(
+                "validatingwebhookconfiguration %s does not exist; the installer creates it "
+                "(set DIGI_WEBHOOK_CONFIG_NAME to its name)",
+                name,
+            )
+            return
+        webhooks = [
+            {**w, "rules": rules} if w.get("name") == WEBHOOK_NAME else w
+            for w in current.get("webhooks") or []
+        ]
+        if webhooks == current.get("webhooks"):
+            return
+        try:
+            client.update(VWC_GVR, None, {**current, "webhooks": webhooks})
+            return
+        except Conflict:
+            continue
+    raise Conflict(f"validatingwebhookconfiguration {name} kept changing; rules not updated")

@@ -20,8 +20,16 @@ from pathlib import Path
 import yaml
 
 from controllers import policer, syncer
-from controllers.admission import Admission, WebhookServer, WebhookTLS, install, list_stored_digis
+from controllers.admission import (
+    CONFIG_NAME,
+    Admission,
+    WebhookServer,
+    WebhookTLS,
+    install,
+    list_stored_digis,
+)
 from controllers.mounter.controller import ManagerLike, Mounter
+from digi.errors import DigiError
 from manager.kube import AlreadyExists, Client
 from manager.types import GVR
 
@@ -48,12 +56,15 @@ def ensure_crds(client: Client, directory: Path = CRD_DIR) -> None:
             log.warning("%s not found; apply the Sync/YieldPolicy CRDs yourself (helm does)", path)
             continue
         body = yaml.safe_load(path.read_text())
-        if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
-            try:
+        try:
+            if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
                 client.create(CRD_GVR, None, body)
-            except AlreadyExists:
-                continue  # another manager created it first
-            log.info("created CRD %s", body["metadata"]["name"])
+                log.info("created CRD %s", body["metadata"]["name"])
+        except AlreadyExists:
+            continue  # another manager created it first
+        except DigiError as err:
+            # e.g. no RBAC to create CRDs: an installer (the Helm chart) ships them instead
+            log.warning("cannot ensure CRD %s: %s", body["metadata"]["name"], err)
 
 
 def webhook_tls(bind_address: str, cert_dir: Path) -> WebhookTLS:
@@ -73,14 +84,19 @@ def webhook_tls(bind_address: str, cert_dir: Path) -> WebhookTLS:
 
 
 def setup(
-    mgr: ManagerLike, *, webhook: WebhookTLS | None = None, strict: bool = False
+    mgr: ManagerLike,
+    *,
+    webhook: WebhookTLS | None = None,
+    strict: bool = False,
+    config_name: str = CONFIG_NAME,
+    managed: bool = True,
 ) -> Composition:
     ensure_crds(mgr.client)
     mounter = Mounter(mgr, strict=strict)
     server = None
     if webhook is not None:
         admission = Admission(lambda: list_stored_digis(mgr.client, mgr.cache.digi_kinds))
-        server = install(mgr, admission, webhook)
+        server = install(mgr, admission, webhook, config_name=config_name, managed=managed)
     return Composition(mounter, syncer.setup(mgr), policer.setup(mgr), server)
 
 
@@ -88,8 +104,17 @@ def setup_from_env(mgr: ManagerLike, environ: Mapping[str, str] = os.environ) ->
     """`setup` configured by the environment the space gives the manager (digi/space/webhook.py).
 
     `DIGI_WEBHOOK_BIND_ADDRESS` and `DIGI_WEBHOOK_CERT_DIR` turn the webhook on;
+    `DIGI_WEBHOOK_CONFIG_NAME` names its ValidatingWebhookConfiguration; with
+    `DIGI_WEBHOOK_SERVICE` (the Helm chart: the configuration calls a Service and
+    its CA is the installer's) only the rules are kept current;
     `DIGI_STRICT_MOUNT=true` selects strict trimming (the original's `STRICT_MOUNT`).
     """
     bind, cert_dir = environ.get("DIGI_WEBHOOK_BIND_ADDRESS"), environ.get("DIGI_WEBHOOK_CERT_DIR")
     webhook = webhook_tls(bind, Path(cert_dir)) if bind and cert_dir else None
-    return setup(mgr, webhook=webhook, strict=environ.get("DIGI_STRICT_MOUNT", "false") == "true")
+    return setup(
+        mgr,
+        webhook=webhook,
+        strict=environ.get("DIGI_STRICT_MOUNT", "false") == "true",
+        config_name=environ.get("DIGI_WEBHOOK_CONFIG_NAME") or CONFIG_NAME,
+        managed=not environ.get("DIGI_WEBHOOK_SERVICE"),
+    )

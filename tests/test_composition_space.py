@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from controllers.admission import VWC_GVR, rules_for, update_rules
 from digi.space import Space
 from manager.types import GVR
 from tests.composition_fixtures import (
@@ -508,3 +509,48 @@ def test_concurrent_writers_converge_without_losing_child_state(
         "x's last obs in p's replica",
     )
     assert spec_at(cs, NODES, ns, "x", "obs", "n") == 40
+
+
+def test_installer_owned_configuration_gets_only_its_rules_updated(cs: CompositionSpace) -> None:
+    """The Helm chart's mode: the configuration calls a Service with the installer's CA;
+    the manager only keeps the rules current and leaves everything else alone."""
+    name = "chart-like-webhook"
+    body = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "mount.digi.dev",
+                "clientConfig": {
+                    "service": {
+                        "name": "digi-webhook",
+                        "namespace": "digi-system",
+                        "path": "/validate",
+                        "port": 443,
+                    },
+                    "caBundle": "Q0E=",
+                },
+                "rules": [],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+    cs.client.create(VWC_GVR, None, body)
+    try:
+        update_rules(cs.client, name, rules_for([GVR("unused.digi.dev", "v1", "things")]))
+        (hook,) = cs.client.get(VWC_GVR, None, name)["webhooks"]
+        assert hook["clientConfig"] == body["webhooks"][0]["clientConfig"]
+        assert hook["rules"] == [
+            {
+                "apiGroups": ["unused.digi.dev"],
+                "apiVersions": ["v1"],
+                "resources": ["things"],
+                "operations": ["CREATE", "UPDATE"],
+                "scope": "Namespaced",
+            }
+        ]
+    finally:
+        cs.client.delete(VWC_GVR, None, name)
