@@ -96,8 +96,10 @@ class PiperController:
                     self.piper.lake.ensure_pool(pool)
                     self._pools.add(pool)
                 pipelines, errors = digi_pipelines(
-                    self.mgr.cache.kind_of(key.gvr), obj,
-                    lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name))
+                    self.mgr.cache.kind_of(key.gvr),
+                    obj,
+                    lambda: self.mgr.cache.get(key.gvr, key.namespace, key.name),
+                )
         except SpecError as exc:
             pipelines, errors = [], [exc]
         except LakeError as exc:

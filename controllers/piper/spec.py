@@ -169,8 +169,9 @@ def ingress_resolver(
     return resolve
 
 
-def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]
-                   ) -> tuple[list[Pipeline], list[SpecError]]:
+def digi_pipelines(
+    kind: str, obj: JSON, current: Callable[[], JSON | None]
+) -> tuple[list[Pipeline], list[SpecError]]:
     """The egress and ingress pipelines of one digi, and an error for each malformed entry
     (a bad entry does not stop the digi's other pipelines)."""
     meta = obj["metadata"]
@@ -184,8 +185,12 @@ def digi_pipelines(kind: str, obj: JSON, current: Callable[[], JSON | None]
         if _flag(entry, "driver_managed", False):
             continue  # the driver loads this branch itself (digi.pool.load(..., branch=...))
         if egress == "main":
-            errors.append(SpecError(f"{kind} {namespace}/{name} spec.egress.main: 'main' is the branch "
-                                    "egress reads from; give the egress another name (e.g. energy)"))
+            errors.append(
+                SpecError(
+                    f"{kind} {namespace}/{name} spec.egress.main: 'main' is the branch "
+                    "egress reads from; give the egress another name (e.g. energy)"
+                )
+            )
             continue
         config = PipelineConfig(
             id=f"egress:{namespace}/{name}/{egress}",
