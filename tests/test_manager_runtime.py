@@ -195,3 +195,37 @@ def test_sigterm_stops_workers_and_exits_cleanly(space: Any, client: Client, nam
     assert mgr.stop() == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert json.loads(state_file.read_text())["state"] == "stopped"
+
+
+def test_controller_runs_at_most_its_workers_at_once_and_one_key_never_twice() -> None:
+    gate = threading.Event()
+    running: set[str] = set()
+    peak = [0]
+    overlaps: list[str] = []
+    lock = threading.Lock()
+
+    def reconcile(k: ObjectKey) -> None:
+        with lock:
+            if k.name in running:
+                overlaps.append(k.name)
+            running.add(k.name)
+            peak[0] = max(peak[0], len(running))
+        gate.wait(10)
+        with lock:
+            running.discard(k.name)
+
+    name = f"bounded-{uuid.uuid4().hex[:6]}"
+    controller = Controller(name, reconcile, workers=2)
+    controller.start()
+    try:
+        for i in range(5):
+            controller.enqueue(ObjectKey(CONFIGMAPS, "default", f"k{i}"))
+            controller.enqueue(ObjectKey(CONFIGMAPS, "default", "k0"))
+        wait_for(lambda: peak[0] == 2, 10, "two reconciles in flight")
+        assert metrics.active_workers.labels(name)._value.get() == 2
+        assert metrics.max_concurrent_reconciles.labels(name)._value.get() == 2
+        gate.set()
+        wait_for(lambda: len(controller.queue) == 0 and not running, 10, "the queue to drain")
+        assert peak[0] == 2 and overlaps == []
+    finally:
+        controller.stop()

@@ -182,3 +182,18 @@ def test_digi_watch_prints_each_new_version(manager: ManagerProcess, client: Cli
     out, _ = watcher.communicate(timeout=60)
     assert '"status": "on"' in out, "the watch shows the driver's write"
     assert out.rstrip().endswith("was deleted")
+
+
+def test_a_name_in_two_namespaces_must_be_qualified(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    other = f"{namespace}-b"
+    namespaces = GVR("", "v1", "namespaces")
+    client.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    try:
+        digi(manager, "run", str(LAMP_DIR), "twin", "-n", namespace)
+        digi(manager, "run", str(LAMP_DIR), "twin", "-n", other)
+        out = digi(manager, "check", "twin", ok=False)
+        assert "names 2 digis" in out and f"lamp/{namespace}/twin" in out and f"lamp/{other}/twin" in out
+        assert "intent" in digi(manager, "check", f"{other}/twin")
+        assert "stopped" in digi(manager, "stop", f"{other}/twin")
+    finally:
+        client.delete(namespaces, None, other)
