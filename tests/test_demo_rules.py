@@ -172,3 +172,33 @@ def test_histogram_quantiles_interpolate_inside_buckets() -> None:
     assert promq.quantile(0.5, down) == pytest.approx(0.01 + 0.09 * (4 - 2) / (6 - 2))
     assert promq.quantile(0.99, down) == 0.1  # in +Inf: the last finite bound
     assert promq.quantile(0.5, promq.buckets(text, "lat_seconds", {"direction": "up"})) is None
+
+
+def test_summary_verdict(tmp_path: Path) -> None:
+    from digi.demo.observe import Observed
+    from digi.demo.summary import compare, render
+
+    path = write_csv(tmp_path / "d.txt", [
+        ("2015-02-04 10:00:00", 0, 0), ("2015-02-04 10:01:00", 250, 1), ("2015-02-04 10:02:00", 250, 0),
+    ])
+    readings = dataset.read(path)
+    t = [r.event_ts for r in readings]
+    # what a correct run leaves in the pools: the lamps on at half brightness during the middle row
+    lamp = [(t[1], 6.0), (t[2], 0.0)]
+    seen = Observed(rows_applied=3, window=(t[0], t[2]), lamp_series={"l1": lamp, "l2": lamp},
+                    room_occupancy=[(t[0], False), (t[1], True), (t[2], False)],
+                    lamp_energy_wh={"l1": 0.1, "l2": 0.1}, room_energy_wh=0.2, room_energy_by_source={},
+                    room_watt_records=4, building_occupancy_records=3, building_occupancy_distinct=3)
+    want = {name: rules.expected(readings, 12) for name in ("l1", "l2")}
+    assert want["l1"].lamp_energy_wh == pytest.approx(6.0 * 60 / 3600)
+    good = compare("t", "room", readings, seen, want, "lockstep", [])
+    assert good.failures == [], render(good)
+    assert "agreement with ground truth (%)" in render(good) and "100.0 " in render(good)
+
+    seen.lamp_energy_wh["l2"] = 0.1 + 1e-3
+    seen.room_occupancy = [(t[0], False), (t[2], False)]  # the room missed the middle row
+    bad = compare("t", "room", readings, seen, want, "lockstep", ["room device_energy: 3 of 4 records"])
+    assert [f.split(":")[0] for f in bad.failures] == [
+        "occupancy changes (room vs data)", "agreement with ground truth (%)", "energy l2 (Wh)",
+        "pipeline still lagging"]
+    assert compare("t", "room", readings, seen, want, "paced", []).failures == []
