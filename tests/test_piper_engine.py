@@ -183,6 +183,8 @@ def test_flow_syntax_error_pauses_then_fix_resumes_from_watermark(lake: LakeClie
     assert run.status.state == ERROR
     assert "error parsing Zed" in run.status.message and "sum(" in run.status.message
     assert run.step() is False and run.status.errors_total == 1  # stays paused, no retry storm
+    # records wait since T0+10s: the lag counts from then (T0 is long past)
+    assert run.status.lag_seconds >= (datetime.now(UTC) - T0 - timedelta(seconds=11)).total_seconds()
     lake.load("l1", "main", [{"ts": T0 + timedelta(seconds=20), "watt": 100.0}])
     run.update(good)
     drain(run)
@@ -209,6 +211,7 @@ def test_pause_and_skip_history(lake: LakeClient) -> None:
     run = PipelineRun(paused, lake)
     drain(run)
     assert run.status.state == PAUSED and "d1" not in [p.name for p in lake.pools()]
+    assert run.status.lag_seconds > 0
     skip = Pipeline(PipelineConfig(id="s", dst=Source("d2"), skip_history=True), fixed([Source("l1")]),
                     ("X", "d", "s"))
     run = PipelineRun(skip, lake)

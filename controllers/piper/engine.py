@@ -53,6 +53,7 @@ from digi.lake import (
     InvalidQuery,
     LakeClient,
     LakeConflict,
+    LakeError,
     LakeUnavailable,
     QueryError,
     zed,
@@ -128,8 +129,10 @@ class PipelineRun:
         Raises `LakeUnavailable`/`LakeConflict` for the caller to retry later."""
         if self.config.pause:
             self._set(PAUSED, "paused (pause: true)")
+            self._measure_lag()
             return False
         if self._failed == self.config:
+            self._measure_lag()
             return False
         try:
             return self._step()
@@ -148,6 +151,22 @@ class PipelineRun:
             self.status.errors_total += 1
             self._set(ERROR, str(exc))
             raise
+
+    def _measure_lag(self) -> None:
+        """While stopped (paused, bad flow): lag = age of the oldest record still waiting."""
+        try:
+            if self._watermarks is None:
+                self._watermarks = self._read_watermarks()
+            oldest = []
+            for src in self.pipeline.resolve():
+                if self.lake.branch_tip(src.pool, src.branch) in (None, EMPTY_COMMIT):
+                    continue
+                rows = self.lake.query(f"from {zed.pool_ref(src.pool, src.branch)} | {self._after(src)} | min(ts)")
+                if rows and rows[0] is not None:
+                    oldest.append(_seconds_since(rows[0]))
+        except LakeError:
+            return  # keep the last figure; the lake's trouble is reported by the next step
+        self.status.lag_seconds = max(oldest, default=0.0)
 
     def _set(self, state: str, message: str) -> None:
         self.status.state, self.status.message = state, message
@@ -232,7 +251,8 @@ class PipelineRun:
         return True
 
     def _read_watermarks(self) -> dict[Source, str]:
-        if not self.config.eoio:
+        dst = self.config.dst
+        if not self.config.eoio or self.lake.branch_tip(dst.pool, dst.branch) in (None, EMPTY_COMMIT):
             return {}
         meta = self.lake.commit_meta(
             self.config.dst.pool,
