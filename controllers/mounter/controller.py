@@ -294,7 +294,9 @@ class Mounter:
                     resource_version=child["metadata"]["resourceVersion"],
                 )
             except Conflict:
-                log.info("mounter: %s moved on while writing it; retrying on fresh state", mount.child)
+                log.info(
+                    "mounter: %s moved on while writing it; retrying on fresh state", mount.child
+                )
                 fresh = self._get(mount.child)
                 if fresh is None:
                     return False, None
