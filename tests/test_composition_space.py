@@ -380,7 +380,12 @@ def test_graph_api_cli_and_metrics(cs: CompositionSpace, namespace: str, nodes: 
     mount(cs, "k", "q", ns)
     code, out = cs.digi("graph", "-n", ns)
     assert code == 0
-    assert "└── k (Node)" in out and "k (Node) [inactive]" in out
+    assert out.splitlines() == [
+        "p (Node)",
+        "└── k (Node)",
+        "q (Node)",
+        "└── k (Node) [inactive]",
+    ]
 
     def edges() -> list[tuple[str, str, str]]:
         return sorted(

@@ -288,7 +288,7 @@ def _subgraph(graph: CompositionGraph, root: ObjectKey) -> CompositionGraph:
 @_NS
 @pass_cli
 def graph_cmd(cli: CliContext, name: str | None, output: str, namespace: str | None) -> None:
-    """Print the composition hierarchy (of NAME and below, or of every digi).
+    """Print the composition hierarchy: of NAME and below, of -n NAMESPACE, or of every digi.
 
     Inactive (yielded) mounts are marked [inactive]; mounts that break the
     multitree (stored while the webhook was down) are marked [rejected].
@@ -302,6 +302,10 @@ def graph_cmd(cli: CliContext, name: str | None, output: str, namespace: str | N
     client = _client(cli)
     graph, kinds = _graph(client)
     root = _key(resolve(client, name, namespace)) if name else None
+    if namespace and root is None:
+        sub = CompositionGraph()
+        sub.g = graph.g.subgraph([k for k in graph.g.nodes if k.namespace == namespace]).copy()
+        graph = sub
     if root is not None and output != "tree":
         graph = _subgraph(graph, root)
     if output == "json":
