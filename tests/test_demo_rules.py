@@ -201,4 +201,6 @@ def test_summary_verdict(tmp_path: Path) -> None:
     assert [f.split(":")[0] for f in bad.failures] == [
         "occupancy changes (room vs data)", "agreement with ground truth (%)", "energy l2 (Wh)",
         "pipeline still lagging"]
-    assert compare("t", "room", readings, seen, want, "paced", []).failures == []
+    paced = compare("t", "room", readings, seen, want, "paced", [])
+    assert paced.failures == []
+    assert "OK" not in render(paced) and "--mode lockstep" in render(paced)
