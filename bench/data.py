@@ -7,7 +7,10 @@ driver's `digi.pool.load` would, so no worker process is involved and the
 figure is the piper's. The digis are created from their CRD (`digi gen`) and
 CR templates; the hub's mount entries are written in one PATCH.
 
-- lag: per trial, one record `{trial, src}` is loaded into every source's
+Records carry `ts`/`event_ts` as Zed times, as `digi.pool.load` stamps them
+(the piper moves records by `ts` watermarks).
+
+- lag: per trial, one record `{ts, event_ts, trial, src}` is loaded into every source's
   `main` (sequentially); a record's lag runs from its load being committed (the
   load call returned) to the hub's `main` commit that makes it visible — seen on
   the lake's `/events` stream (`branch-commit`), then confirmed by a query. It
@@ -19,6 +22,7 @@ CR templates; the hub's mount entries are written in one PATCH.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -151,7 +155,9 @@ def lag(ctx: Context, lake: LakeClient, sources: int, trials: int) -> Figure:
             watch.expect(trial + 1000 * sources)
             loaded: dict[str, float] = {}
             for m in meters:
-                lake.load(pools[m], "main", [{"trial": trial + 1000 * sources, "src": m}])
+                now = dt.datetime.now(dt.UTC)
+                lake.load(pools[m], "main",
+                          [{"ts": now, "event_ts": now, "trial": trial + 1000 * sources, "src": m}])
                 loaded[m] = time.monotonic()
             arrived = watch.wait(sources, 120.0 if trial < 0 else 60.0)
             if trial >= 0:
@@ -166,9 +172,12 @@ def lag(ctx: Context, lake: LakeClient, sources: int, trials: int) -> Figure:
 def records_per_s(ctx: Context, lake: LakeClient, total: int) -> Figure:
     hub = "hub-1"
     src = pool_name("m-1-0")
+    base = dt.datetime.now(dt.UTC)
     start = time.monotonic()
     for i in range(0, total, BATCH):
-        lake.load(src, "main", [{"bulk": 1, "seq": i + j} for j in range(BATCH)])
+        stamps = [base + dt.timedelta(microseconds=i + j) for j in range(BATCH)]
+        lake.load(src, "main", [{"ts": t, "event_ts": t, "bulk": 1, "seq": i + j}
+                                for j, t in enumerate(stamps)])
     loaded = time.monotonic() - start
 
     def all_there() -> bool:
