@@ -427,6 +427,8 @@ def test_webhook_down_does_not_brick_and_restart_revalidates(
         "items"
     ]
     assert any(e["reason"] == "MountRejected" and e["type"] == "Warning" for e in events)
+    code, out = cs.digi("graph", "-n", ns)
+    assert code == 0 and "u (Node) [rejected]" in out
     assert "generation" not in spec_at(cs, NODES, ns, "v", "mount", str(NODES), f"{ns}/u")
 
 
