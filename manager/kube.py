@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client import rest as k8s_rest
 from kubernetes.watch.watch import iter_resp_lines
 
 from digi.errors import Conflict, DigiError, Forbidden, NotFound
@@ -33,6 +34,7 @@ JSON = dict[str, Any]
 # (connect, read) seconds for ordinary requests; watches compute their own.
 DEFAULT_TIMEOUT = (5.0, 30.0)
 MERGE_PATCH = "application/merge-patch+json"
+POOL_SIZE = 64
 
 
 class ApiError(DigiError):
@@ -89,6 +91,12 @@ class Client:
     """get/list/watch/create/update/patch/delete on any GVR, dicts in and out."""
 
     def __init__(self, api_client: k8s.ApiClient, user_agent: str = "digi-manager") -> None:
+        configuration = api_client.configuration
+        if (configuration.connection_pool_maxsize or 0) < POOL_SIZE:
+            # Every informer holds a connection for its watch; with the default pool (5 per
+            # core) a manager watching many kinds would keep re-handshaking TLS for other calls.
+            configuration.connection_pool_maxsize = POOL_SIZE
+            api_client.rest_client = k8s_rest.RESTClientObject(configuration)
         self.api = api_client
         self.api.user_agent = user_agent
         self.host = urlparse(api_client.configuration.host).netloc
