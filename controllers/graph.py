@@ -86,6 +86,8 @@ def mounts_of(gvr: GVR, obj: dict[str, Any]) -> list[Mount]:
     mounts: list[Mount] = []
     for gvr_text, entries in ((obj.get("spec") or {}).get("mount") or {}).items():
         child_gvr = GVR.parse(gvr_text)
+        if str(child_gvr) != gvr_text:
+            raise ValueError(f"spec.mount.{gvr_text}: write the child type as {child_gvr}")
         for entry_key, entry in (entries or {}).items():
             entry = entry or {}
             mode = entry.get("mode") or HIDE

@@ -181,3 +181,9 @@ def test_json_marks_effective_status() -> None:
     assert edges["room-2"]["status"] == ACTIVE and edges["room-2"]["effective"] == INACTIVE
     assert g.edge_counts() == {ACTIVE: 2, INACTIVE: 0}
     assert isinstance(next(iter(g.mounts())), Mount)
+
+
+def test_mounts_of_wants_the_normal_gvr_form() -> None:
+    obj = {"metadata": {"name": "r"}, "spec": {"mount": {"/mock.digi.dev/v1/lamps/": {"l1": {}}}}}
+    with pytest.raises(ValueError, match=r"write the child type as mock\.digi\.dev/v1/lamps"):
+        mounts_of(ROOMS, obj)
