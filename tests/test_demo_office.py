@@ -28,6 +28,8 @@ import pytest
 from digi.lake import LakeClient
 from digi.space import Space
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "data" / "occupancy" / "datatraining.txt"
 FIRST, COUNT = 824, 52
