@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 
 from controllers.admission import VWC_GVR, rules_for, update_rules
+from digi.kinds.model import load_kind, render_cr
 from digi.space import Space
+from manager.cache import DIGI_KIND_LABEL
 from manager.types import GVR
+from manager.workers.base import DRIVER_DIR_ANNOTATION
 from tests.composition_fixtures import (
     BUILDINGS,
     LAMPS,
@@ -561,3 +564,37 @@ def test_installer_owned_configuration_gets_only_its_rules_updated(cs: Compositi
         ]
     finally:
         cs.client.delete(VWC_GVR, None, name)
+
+
+def test_parent_created_with_its_mount_keeps_it_active_and_drives_the_child(
+    cs: CompositionSpace, namespace: str
+) -> None:
+    """A room applied with `spec.mount` already in the manifest (how users write them)
+    must not count its own edge as another active parent and yield to itself."""
+    ns = namespace
+    run(cs, "lamp", ns, "l1")
+    room_dir = REPO / "digis" / "room"
+    crd = load_kind(room_dir).crd()
+    crd["metadata"].setdefault("labels", {})[DIGI_KIND_LABEL] = "true"
+    cs.wait_webhook_covers(cs.ensure_kind(crd))
+    room = render_cr((room_dir / "deploy" / "cr.yaml").read_text(), "r1", ns)
+    room["metadata"]["annotations"] = {DRIVER_DIR_ANNOTATION: str(room_dir / "driver")}
+    room["spec"]["control"]["brightness"]["intent"] = 0.8
+    room["spec"]["mount"] = {str(LAMPS): {f"{ns}/l1": {"mode": "hide"}}}
+    applied = cs.apply(room)
+    assert applied.returncode == 0, applied.stderr
+
+    wait_for(lambda: lamp_brightness(cs, ns, "l1") == (0.8, 0.8), 60, "l1 driven to 0.8 by r1")
+    wait_for(
+        lambda: replica(cs, ROOMS, ns, "r1", LAMPS, "l1").get("generation")
+        == cs.get(LAMPS, ns, "l1")["metadata"]["generation"],
+        30,
+        "r1's replica of l1 to catch up",
+    )
+    assert replica(cs, ROOMS, ns, "r1", LAMPS, "l1")["status"] == "active"
+    edges = [e for e in cs.graph()["edges"] if e["parent"]["name"] == "r1"]
+    assert [(e["child"]["name"], e["status"], e["effective"]) for e in edges] == [
+        ("l1", "active", "active")
+    ]
+    events = cs.client.list(GVR("", "v1", "events"), ns, field_selector="involvedObject.name=r1")
+    assert not [e["message"] for e in events["items"] if e["reason"] == "AutoYielded"]

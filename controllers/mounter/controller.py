@@ -269,7 +269,9 @@ class Mounter:
             return False, None
         if entry.get("status") != status and (mount.status == ACTIVE or "status" not in entry):
             edit["status"] = status
-            if mount.status == ACTIVE and writer is not None:
+            # A new entry without a status (created with its mount) only gets `active`
+            # filled in; a yield is when another parent writes the child.
+            if status == INACTIVE and mount.status == ACTIVE and writer is not None:
                 self._report(
                     parent,
                     mount,
