@@ -1,4 +1,4 @@
-"""The dispatcher: starts a worker per digi and streams each digi's events to it.
+"""The dispatcher: starts a worker per digi (or a shared one per kind) and streams each digi's events to it.
 
 Two paths, both fed by `cache.on_digi_event`:
 
@@ -12,6 +12,15 @@ Two paths, both fed by `cache.on_digi_event`:
   resyncs) are not re-sent. On (re)connect the session's first message is the
   current model (a resync). Pushes happen on the informer thread under one
   lock, so a digi's messages leave in watch order.
+- shared workers: a digi of a kind in shared mode (`digi.dev/worker-mode:
+  shared` on the CRD, on a backend that supports it) is a member of a pool,
+  `PoolKey(namespace, gvr, pool)`. Its reconcile joins it to the pool; its
+  removal or deletion leaves. One `Session` per pool multiplexes the members:
+  `ASSIGN` (the digi's own token) before its first `MODEL`, `MODEL` with the
+  digi's namespace/name, `LEAVE` when it goes. On (re)connect the pool
+  session is primed with ASSIGN + a MODEL resync for every member. The pool's
+  connection token opens the stream only; every read and write still carries
+  the digi's own token.
 """
 
 from __future__ import annotations
@@ -22,20 +31,23 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from manager import metrics
 from manager.cache import Cache
 from manager.controller import Controller, Result
 from manager.informer import DELETED
 from manager.server.tokens import TokenIssuer
-from manager.types import ObjectKey
+from manager.types import GVR, ObjectKey
 from manager.workers.base import (
     DRIVER_DIR_ANNOTATION,
     IMAGE_ANNOTATION,
+    SHARED_MODE,
+    WORKER_MODE_ANNOTATION,
     Backend,
     WorkerSpec,
     annotation,
+    pool_id,
 )
 
 log = logging.getLogger(__name__)
@@ -45,6 +57,15 @@ JSON = dict[str, Any]
 CLOSE_GONE, CLOSE_REPLACED = 4404, 4409
 
 
+MODEL, ASSIGN, LEAVE = "MODEL", "ASSIGN", "LEAVE"
+
+
+class PoolKey(NamedTuple):
+    namespace: str
+    gvr: GVR
+    pool: str
+
+
 @dataclass
 class Message:
     object: JSON | None
@@ -52,12 +73,32 @@ class Message:
     received: float | None = None  # monotonic time the watch event arrived
     close_code: int = 0
     close_reason: str = ""
+    type: str = MODEL
+    digi: ObjectKey | None = None  # on a pool's stream: which member
+    token: str = ""  # ASSIGN: the member's own token
+
+    def wire(self) -> JSON:
+        """The JSON sent to the worker."""
+        if self.digi is None:
+            return {"type": MODEL, "object": self.object, "old": self.old}
+        body: JSON = {"type": self.type, "namespace": self.digi.namespace, "name": self.digi.name}
+        if self.type == MODEL:
+            body.update(object=self.object, old=self.old)
+        elif self.type == ASSIGN:
+            body["token"] = self.token
+        return body
+
+
+@dataclass
+class _Pool:
+    members: set[ObjectKey]
+    session: Session | None = None
 
 
 class Session:
     """One worker connection; messages are pushed from any thread, read on the HTTP loop."""
 
-    def __init__(self, key: ObjectKey, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, key: ObjectKey | PoolKey, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
         self.loop = loop
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -77,6 +118,8 @@ class Dispatcher:
         self.controller = Controller("dispatcher", self.reconcile, workers=workers)
         self._sessions: dict[ObjectKey, Session] = {}
         self._last_sent: dict[ObjectKey, JSON] = {}
+        self._pools: dict[PoolKey, _Pool] = {}
+        self._pool_of: dict[ObjectKey, PoolKey] = {}
         self._lock = threading.Lock()
         cache.on_digi_event(self._on_event)
         metrics.register_workers(lambda: Counter(self.backend.states().values()))
@@ -91,16 +134,22 @@ class Dispatcher:
         key = ObjectKey.of(gvr, obj)
         with self._lock:
             if event_type == DELETED:
+                self._leave_locked(key)
                 self._last_sent.pop(key, None)
                 session = self._sessions.pop(key, None)
                 if session is not None:
                     session.push(Message(None, close_code=CLOSE_GONE, close_reason="digi deleted"))
-            elif (session := self._sessions.get(key)) is not None:
+            elif (session := self._session_of(key)) is not None:
                 last = self._last_sent.get(key)
                 if last is None or last["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-                    session.push(Message(obj, last, received))
+                    shared = key if key in self._pool_of else None
+                    session.push(Message(obj, last, received, digi=shared))
                     self._last_sent[key] = obj
         self.controller.enqueue(key)
+
+    def _session_of(self, key: ObjectKey) -> Session | None:
+        pool = self._pool_of.get(key)
+        return self._pools[pool].session if pool is not None else self._sessions.get(key)
 
     def resolve(self, namespace: str, name: str, gvr: str | None = None) -> ObjectKey | None:
         """The key of digi namespace/name (`gvr` disambiguates kinds sharing a name)."""
@@ -130,8 +179,67 @@ class Dispatcher:
 
     def detach(self, session: Session) -> None:
         with self._lock:
-            if self._sessions.get(session.key) is session:
+            if isinstance(session.key, PoolKey):
+                pool = self._pools.get(session.key)
+                if pool is not None and pool.session is session:
+                    pool.session = None
+                    if not pool.members:
+                        del self._pools[session.key]
+            elif self._sessions.get(session.key) is session:
                 del self._sessions[session.key]
+
+    # -- shared workers ----------------------------------------------------------------
+    def attach_pool(self, key: PoolKey, loop: asyncio.AbstractEventLoop) -> Session:
+        """A new connection for pool `key`, primed with ASSIGN + MODEL for every member (a per-digi resync).
+        A pool with no members yet is fine: members join as the dispatcher reconciles them."""
+        informer = self.cache.informer(key.gvr)
+        with informer.lock, self._lock:
+            pool = self._pools.setdefault(key, _Pool(set()))
+            if pool.session is not None:
+                pool.session.push(Message(None, close_code=CLOSE_REPLACED,
+                                          close_reason="a newer connection of this shared worker took over"))
+            pool.session = session = Session(key, loop)
+            for member in sorted(pool.members):
+                obj = informer.get(member.namespace, member.name)
+                if obj is not None:
+                    self._assign_locked(session, member, obj)
+            return session
+
+    def _assign_locked(self, session: Session, key: ObjectKey, obj: JSON) -> None:
+        session.push(Message(None, type=ASSIGN, digi=key, token=self.tokens.token(key.namespace, key.name)))
+        session.push(Message(obj, self._last_sent.get(key), digi=key))
+        self._last_sent[key] = obj
+
+    def _join(self, key: ObjectKey, pool_key: PoolKey) -> None:
+        informer = self.cache.informer(key.gvr)
+        with informer.lock, self._lock:
+            if self._pool_of.get(key) == pool_key:
+                return
+            self._leave_locked(key)
+            old_session = self._sessions.pop(key, None)
+            if old_session is not None:
+                old_session.push(Message(None, close_code=CLOSE_REPLACED, close_reason="the digi moved to a shared worker"))
+            pool = self._pools.setdefault(pool_key, _Pool(set()))
+            pool.members.add(key)
+            self._pool_of[key] = pool_key
+            obj = informer.get(key.namespace, key.name)
+            if pool.session is not None and obj is not None:
+                self._assign_locked(pool.session, key, obj)
+
+    def _leave(self, key: ObjectKey) -> None:
+        with self._lock:
+            self._leave_locked(key)
+
+    def _leave_locked(self, key: ObjectKey) -> None:
+        pool_key = self._pool_of.pop(key, None)
+        if pool_key is None:
+            return
+        pool = self._pools[pool_key]
+        pool.members.discard(key)
+        if pool.session is not None:
+            pool.session.push(Message(None, type=LEAVE, digi=key))
+        if not pool.members and pool.session is None:
+            del self._pools[pool_key]
 
     def identify(self, token: str) -> str:
         """Which digi a token belongs to, for the log line of a refused request."""
@@ -146,21 +254,34 @@ class Dispatcher:
     def worker_spec(self, key: ObjectKey, obj: JSON) -> WorkerSpec:
         crd = self.cache.crd(key.gvr)
         kind = obj.get("kind") or self.cache.kind_of(key.gvr)
+        driver_dir = annotation(DRIVER_DIR_ANNOTATION, obj, crd)
+        pool = ""
+        if driver_dir and self.backend.shared_workers and annotation(WORKER_MODE_ANNOTATION, crd) == SHARED_MODE:
+            pool = pool_id(driver_dir)
         env = {
-            "DIGI_MANAGER_URL": self.manager_url, "DIGI_TOKEN": self.tokens.token(key.namespace, key.name),
-            "GROUP": key.gvr.group, "VERSION": key.gvr.version, "PLURAL": key.gvr.plural, "KIND": kind,
-            "NAME": key.name, "NAMESPACE": key.namespace, "DIGI_LAKE_URL": self.lake_url,
+            "DIGI_MANAGER_URL": self.manager_url, "GROUP": key.gvr.group, "VERSION": key.gvr.version,
+            "PLURAL": key.gvr.plural, "KIND": kind, "NAMESPACE": key.namespace, "DIGI_LAKE_URL": self.lake_url,
         }
+        if pool:
+            # The process is the pool's: it gets the pool's token and each digi's over the stream.
+            env.update(DIGI_WORKER_POOL=pool, DIGI_TOKEN=self.tokens.pool_token(key.namespace, str(key.gvr), pool))
+        else:
+            env.update(NAME=key.name, DIGI_TOKEN=self.tokens.token(key.namespace, key.name))
         return WorkerSpec(
-            key=key, kind=kind, env=env, uid=obj["metadata"].get("uid", ""), obj=obj,
-            driver_dir=annotation(DRIVER_DIR_ANNOTATION, obj, crd),
-            image=annotation(IMAGE_ANNOTATION, obj, crd),
+            key=key, kind=kind, env=env, uid=obj["metadata"].get("uid", ""), obj=obj, pool=pool,
+            driver_dir=driver_dir, image=annotation(IMAGE_ANNOTATION, obj, crd),
         )
 
     def reconcile(self, key: ObjectKey) -> Result | None:
         obj = self.cache.get(key.gvr, key.namespace, key.name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self._leave(key)
             self.backend.remove(key)
             return None
-        self.backend.ensure(self.worker_spec(key, obj))
+        spec = self.worker_spec(key, obj)
+        if spec.pool:
+            self._join(key, PoolKey(key.namespace, key.gvr, spec.pool))
+        else:
+            self._leave(key)
+        self.backend.ensure(spec)
         return None

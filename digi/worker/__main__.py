@@ -3,6 +3,12 @@
 The manager starts workers this way with the kind's driver directory as
 working directory and first PYTHONPATH entry; the driver registers handlers
 and ends with `digi.run()`, which serves until the digi is gone.
+
+With `DIGI_WORKER_POOL` set (a shared worker), `handler.py` is run as a
+module named `handler` instead of `__main__`, so its
+`if __name__ == "__main__": digi.run()` does not start a one-digi worker; it
+only registers the handlers, which `digi.worker.shared.serve_shared` then runs
+for every digi the manager assigns to this process.
 """
 
 from __future__ import annotations
@@ -23,7 +29,13 @@ def main() -> None:
     if not handler.is_file():
         sys.exit(f"digi.worker: no handler.py in {Path.cwd()}; run the worker from the kind's driver directory")
     sys.path.insert(0, str(Path.cwd()))
-    runpy.run_path(str(handler), run_name="__main__")
+    if not os.environ.get("DIGI_WORKER_POOL"):
+        runpy.run_path(str(handler), run_name="__main__")
+        return
+    from digi.worker.shared import serve_shared
+
+    runpy.run_path(str(handler), run_name="handler")
+    serve_shared()
 
 
 if __name__ == "__main__":

@@ -5,14 +5,17 @@ with the worker's bearer token. HTTP 409/403/404 become `digi.errors.Conflict`
 / `Forbidden` / `NotFound`. Requests that cannot reach the manager (it is
 restarting, or another manager is taking over the lease) are retried with
 backoff for a while; a guarded patch is safe to retry because the
-resourceVersion precondition refuses a duplicate.
+resourceVersion precondition refuses a duplicate. A shared worker's clients
+share one `httpx.Client` (one connection pool) and send their own digi's
+token on every request.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -39,9 +42,11 @@ class WorkerEnv:
     lake_url: str = ""
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> WorkerEnv:
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, shared: bool = False) -> WorkerEnv:
+        """The worker's environment; `shared`: a shared worker's (no NAME: it hosts many digis)."""
         env = os.environ if environ is None else environ
-        missing = [k for k in ("DIGI_MANAGER_URL", "DIGI_TOKEN", "NAME", "NAMESPACE") if not env.get(k)]
+        required = ("DIGI_MANAGER_URL", "DIGI_TOKEN", "NAMESPACE") + (("DIGI_WORKER_POOL",) if shared else ("NAME",))
+        missing = [k for k in required if not env.get(k)]
         if missing:
             raise DigiError(
                 f"the worker environment lacks {', '.join(missing)}: workers are started by the manager "
@@ -51,7 +56,7 @@ class WorkerEnv:
         return cls(
             manager_url=env["DIGI_MANAGER_URL"].rstrip("/"), token=env["DIGI_TOKEN"],
             group=env.get("GROUP", ""), version=env.get("VERSION", ""), plural=env.get("PLURAL", ""),
-            kind=env.get("KIND", ""), name=env["NAME"], namespace=env["NAMESPACE"],
+            kind=env.get("KIND", ""), name=env.get("NAME", ""), namespace=env["NAMESPACE"],
             lake_url=env.get("DIGI_LAKE_URL", ""),
         )
 
@@ -59,16 +64,25 @@ class WorkerEnv:
     def gvr(self) -> str:
         return f"{self.group}/{self.version}/{self.plural}"
 
+    def for_digi(self, name: str, token: str, namespace: str | None = None) -> WorkerEnv:
+        """The environment of one digi hosted by a shared worker."""
+        return replace(self, name=name, token=token, namespace=namespace or self.namespace)
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+def manager_http(manager_url: str) -> httpx.Client:
+    return httpx.Client(base_url=manager_url, timeout=30.0, trust_env=False)
+
+
 class HttpModelClient:
-    def __init__(self, env: WorkerEnv, *, retry_for: float = 30.0) -> None:
+    def __init__(self, env: WorkerEnv, *, retry_for: float = 30.0, http: httpx.Client | None = None) -> None:
         self.env = env
         self.retry_for = retry_for
-        self._http = httpx.Client(base_url=env.manager_url, headers=env.headers, timeout=30.0, trust_env=False)
+        self._owns_http = http is None
+        self._http = http or manager_http(env.manager_url)
         self._path = f"/api/v1/digis/{env.namespace}/{env.name}"
         self._params = {"gvr": env.gvr} if env.group and env.plural else {}
 
@@ -79,14 +93,16 @@ class HttpModelClient:
         return self._request("PATCH", {"patch": patch, "resourceVersion": resource_version})
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def _request(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + self.retry_for
         delay = 0.2
         while True:
             try:
-                response = self._http.request(method, self._path, params=self._params, json=body)
+                response = self._http.request(method, self._path, params=self._params, json=body,
+                                              headers=self.env.headers)
                 if response.status_code not in _RETRY_STATUS:
                     break
                 problem = f"HTTP {response.status_code}: {response.text}"

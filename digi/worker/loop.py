@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -45,27 +46,36 @@ def events_url(env: WorkerEnv) -> str:
 def serve(engine: EventSink, env: WorkerEnv | None = None, stop: threading.Event | None = None) -> None:
     """Run until the digi is gone, the worker is replaced, or `stop` is set."""
     env = env or WorkerEnv.from_environ()
+
+    def on_message(message: dict[str, Any]) -> None:
+        if message.get("type") == "MODEL":
+            engine.handle(message["object"], message.get("old"))
+
+    stream(events_url(env), env, on_message, stop, f"digi {env.namespace}/{env.name}")
+
+
+def stream(url: str, env: WorkerEnv, on_message: Callable[[dict[str, Any]], None],
+           stop: threading.Event | None, what: str) -> None:
+    """Feed each message of the WebSocket at `url` to `on_message`, reconnecting with backoff
+    (the manager resyncs on connect); return on close codes 4404/4409 or `stop`, raise on 403."""
     stop = stop or threading.Event()
-    url = events_url(env)
     delay = 0.2
     while not stop.is_set():
         try:
             with connect(url, additional_headers=env.headers, proxy=None, max_size=_MAX_MESSAGE,
                          open_timeout=10) as ws:
-                log.info("connected to the manager for digi %s/%s", env.namespace, env.name)
+                log.info("connected to the manager for %s", what)
                 delay = 0.2
                 while not stop.is_set():
                     try:
                         raw = ws.recv(timeout=0.5)
                     except TimeoutError:
                         continue
-                    message = json.loads(raw)
-                    if message.get("type") == "MODEL":
-                        engine.handle(message["object"], message.get("old"))
+                    on_message(json.loads(raw))
         except InvalidStatus as e:
             if e.response.status_code == 403:
                 raise DigiError(
-                    f"the manager refused this worker's token for digi {env.namespace}/{env.name} (HTTP 403); "
+                    f"the manager refused this worker's token for {what} (HTTP 403); "
                     "the worker must be started by the manager that issued DIGI_TOKEN"
                 ) from e
             log.warning("manager answered HTTP %s; retrying in %.1fs", e.response.status_code, delay)

@@ -4,6 +4,11 @@ A token proves "I am the worker of namespace/name" and nothing else; the
 manager checks it on every worker request. The secret is loaded from (or
 created in) a file, so a restarted manager accepts the tokens of workers it
 did not start itself (Deployments of the kubernetes backend).
+
+A shared worker's connection token (`pool_token`) is the HMAC of
+`pool:namespace:gvr:pool`: it opens that pool's event stream and nothing else
+(no digi's `namespace/name` can contain `:`, so it never verifies as a digi's
+token). The pool receives each assigned digi's own token over that stream.
 """
 
 from __future__ import annotations
@@ -36,3 +41,9 @@ class TokenIssuer:
 
     def verify(self, token: str, namespace: str, name: str) -> bool:
         return hmac.compare_digest(token, self.token(namespace, name))
+
+    def pool_token(self, namespace: str, gvr: str, pool: str) -> str:
+        return self.token(f"pool:{namespace}:{gvr}", pool)
+
+    def verify_pool(self, token: str, namespace: str, gvr: str, pool: str) -> bool:
+        return hmac.compare_digest(token, self.pool_token(namespace, gvr, pool))

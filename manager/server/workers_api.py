@@ -5,6 +5,10 @@
 - `GET /api/v1/digis/{namespace}/{name}` returns the digi (read from the API server).
 - `PATCH /api/v1/digis/{namespace}/{name}` with `{"patch", "resourceVersion"}`
   applies a JSON merge patch, guarded by resourceVersion when given.
+- `WS /api/v1/workers/shared?ns=&gvr=&pool=` (the pool's token) streams the
+  events of every digi assigned to a shared worker, multiplexed: `ASSIGN`
+  (namespace, name, that digi's token), `MODEL` (namespace, name, object,
+  old), `LEAVE` (namespace, name); see `manager.dispatcher`.
 
 Every request carries `Authorization: Bearer <token>`; the token must be the
 HMAC of the *path's* namespace/name, so a worker reaches its own digi only.
@@ -29,9 +33,9 @@ from pydantic import BaseModel
 
 from digi.errors import Conflict, NotFound
 from manager import metrics
-from manager.dispatcher import CLOSE_GONE, Dispatcher
+from manager.dispatcher import CLOSE_GONE, Dispatcher, PoolKey, Session
 from manager.kube import ApiError, Client
-from manager.types import ObjectKey
+from manager.types import GVR, ObjectKey
 
 log = logging.getLogger(__name__)
 
@@ -119,27 +123,48 @@ def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_lead
         if session is None:
             await ws.close(code=CLOSE_GONE, reason=f"no digi {ns}/{name}")
             return
-        # A reader task notices the peer going away while we wait for events.
-        closed = asyncio.create_task(_drain(ws))
-        try:
-            while True:
-                getter = asyncio.create_task(session.queue.get())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if closed in done:
-                    getter.cancel()
-                    return
-                message = getter.result()
-                if message.object is None:
-                    await ws.close(code=message.close_code, reason=message.close_reason)
-                    return
-                await ws.send_json({"type": "MODEL", "object": message.object, "old": message.old})
-                if message.received is not None:
-                    metrics.dispatch_latency_seconds.observe(time.monotonic() - message.received)
-        except (WebSocketDisconnect, RuntimeError):
+        await _stream(ws, session, dispatcher)
+
+    @app.websocket("/api/v1/workers/shared")
+    async def shared_events(ws: WebSocket, ns: str, gvr: str, pool: str) -> None:
+        token = _bearer(ws.headers.get("authorization"))
+        parts = gvr.split("/")
+        if len(parts) != 3 or not tokens.verify_pool(token, ns, gvr, pool):
+            log.warning("refused (403): a token that is not shared worker %s's (%s in %s) tried to open its stream",
+                        pool, gvr, ns)
+            await ws.close(code=1008)
             return
-        finally:
-            closed.cancel()
-            dispatcher.detach(session)
+        await ws.accept()
+        if not is_leader() or not dispatcher.cache.synced:
+            await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader, or not synced yet")
+            return
+        session = dispatcher.attach_pool(PoolKey(ns, GVR(*parts), pool), asyncio.get_running_loop())
+        await _stream(ws, session, dispatcher)
+
+
+async def _stream(ws: WebSocket, session: Session, dispatcher: Dispatcher) -> None:
+    """Send the session's messages until it is closed by either side."""
+    # A reader task notices the peer going away while we wait for events.
+    closed = asyncio.create_task(_drain(ws))
+    try:
+        while True:
+            getter = asyncio.create_task(session.queue.get())
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                getter.cancel()
+                return
+            message = getter.result()
+            if message.close_code:
+                await ws.close(code=message.close_code, reason=message.close_reason)
+                return
+            await ws.send_json(message.wire())
+            if message.received is not None:
+                metrics.dispatch_latency_seconds.observe(time.monotonic() - message.received)
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        closed.cancel()
+        dispatcher.detach(session)
 
 
 async def _drain(ws: WebSocket) -> None:

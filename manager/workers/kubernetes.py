@@ -7,7 +7,8 @@ the Secret of the same name. Both carry an owner reference to the digi, so
 deleting the digi garbage-collects them. The pod runs with
 `automountServiceAccountToken: false`: workers hold no Kubernetes credentials.
 Objects are applied with server-side apply (field manager `digi-manager`), so
-`ensure` is idempotent and converges edits.
+`ensure` is idempotent and converges edits. Shared workers are a local-backend
+feature for now: here every digi of a shared kind still gets its own Deployment.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def token_secret(spec: WorkerSpec) -> dict[str, Any]:
 
 
 class KubernetesBackend:
+    shared_workers = False
+
     def __init__(self, client: Client, record: Record, default_image: str | None = None) -> None:
         self.client = client
         self.record = record

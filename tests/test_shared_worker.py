@@ -1,0 +1,248 @@
+"""Shared workers end to end: a real API server, a real manager, the real engine.
+
+The `SharedProbe` kind's CRD carries `digi.dev/worker-mode: shared`, so the
+manager's local backend runs one `python -m digi.worker` process per
+namespace hosting every SharedProbe there. Its driver (below) is written with
+`digi.on`: status follows intent, `obs.pid` says which process reconciled the
+digi, and `meta.target` makes it try to patch another digi with the token the
+shared worker holds for *this* digi, recording the HTTP status in
+`obs.attack`. Each test uses its own namespace, hence its own shared worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from digi.cli.main import cli
+from digi.worker.client import WorkerEnv
+from digi.worker.shared import shared_url
+from manager.cache import CRD_GVR, crd_gvr
+from manager.kube import Client
+from manager.server.tokens import TokenIssuer
+from manager.types import GVR
+from manager.workers.base import pool_id
+from manager.workers.local import worker_files
+from tests.manager_fixtures import ManagerProcess, probe_crd, wait_for
+
+pytestmark = pytest.mark.slow
+
+GVR_ = GVR("test.digi.dev", "v1", "sharedprobes")
+
+DRIVER = textwrap.dedent('''
+    """SharedProbe driver: status follows intent; optional attack on another digi."""
+    import os
+
+    import httpx
+
+    import digi
+    import digi.on as on
+    from digi.engine.current import current_engine
+
+
+    @on.control("power")
+    def follow(p, obs):
+        if "intent" in p:
+            p["status"] = p["intent"]
+        obs["pid"] = os.getpid()
+
+
+    @on.meta
+    def attack(meta, obs):
+        target = meta.get("target")
+        if not target or obs.get("attack_target") == target:
+            return
+        env = current_engine().client.env  # the token this process holds for *this* digi
+        ns, name = target.split("/")
+        r = httpx.patch(f"{env.manager_url}/api/v1/digis/{ns}/{name}", headers=env.headers,
+                        json={"patch": {"spec": {"control": {"power": {"status": "hacked"}}}}}, trust_env=False)
+        obs["attack"] = r.status_code
+        obs["attack_target"] = target
+
+
+    if __name__ == "__main__":
+        digi.run()
+''')
+
+
+def shared_crd() -> dict[str, Any]:
+    crd = probe_crd()
+    crd["metadata"]["name"] = "sharedprobes.test.digi.dev"
+    crd["metadata"]["annotations"] = {"digi.dev/worker-mode": "shared"}
+    crd["spec"]["names"] = {"kind": "SharedProbe", "plural": "sharedprobes", "singular": "sharedprobe",
+                            "listKind": "SharedProbeList"}
+    return crd
+
+
+@pytest.fixture(scope="module")
+def client(space: Any) -> Client:
+    c = Client.from_kubeconfig(space.kubeconfig)
+    if c.get_or_none(CRD_GVR, None, "sharedprobes.test.digi.dev") is None:
+        c.create(CRD_GVR, None, shared_crd())
+    wait_for(lambda: crd_gvr(c.get(CRD_GVR, None, "sharedprobes.test.digi.dev")), 30, "the CRD to be established")
+    return c
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("shared-kind") / "driver"
+    d.mkdir()
+    (d / "handler.py").write_text(DRIVER)
+    return d
+
+
+@pytest.fixture(scope="module")
+def manager(space: Any, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]:
+    mgr = ManagerProcess(space, tmp_path_factory.mktemp("shared-manager")).start()
+    try:
+        yield mgr
+    finally:
+        code = mgr.stop()
+        assert code == 0, f"manager exited {code} on SIGTERM:\n{mgr.log()[-3000:]}"
+
+
+def create(client: Client, namespace: str, name: str, driver: Path | None, intent: str = "off", **meta: Any) -> None:
+    annotations = {"digi.dev/driver-dir": str(driver)} if driver else {}
+    client.create(GVR_, namespace, {
+        "apiVersion": "test.digi.dev/v1", "kind": "SharedProbe",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {"control": {"power": {"intent": intent}}, "meta": meta},
+    })
+
+
+def spec(client: Client, namespace: str, name: str) -> dict[str, Any]:
+    return dict(client.get(GVR_, namespace, name)["spec"])
+
+
+def status_is(client: Client, namespace: str, name: str, want: str) -> bool:
+    return spec(client, namespace, name)["control"]["power"].get("status") == want
+
+
+def set_intent(client: Client, namespace: str, name: str, intent: str) -> None:
+    client.patch(GVR_, namespace, name, {"spec": {"control": {"power": {"intent": intent}}}})
+
+
+def member_state(manager: ManagerProcess, namespace: str, name: str) -> dict[str, Any]:
+    return dict(json.loads(worker_files(manager.root, namespace, "sharedprobes", name)[1].read_text()))
+
+
+def pool_state(manager: ManagerProcess, namespace: str, driver: Path) -> dict[str, Any]:
+    path = worker_files(manager.root, namespace, "sharedprobes", pool_id(str(driver)))[1]
+    return dict(json.loads(path.read_text()))
+
+
+def converge(client: Client, namespace: str, names: list[str], want: str, what: str) -> None:
+    for name in names:
+        wait_for(partial(status_is, client, namespace, name, want), 60, f"{name} {what}")
+
+
+def digi_list(manager: ManagerProcess, namespace: str) -> str:
+    result = CliRunner().invoke(cli, ["--root", str(manager.root), "--kubeconfig", str(manager.space.kubeconfig),
+                                      "list", "-n", namespace], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_one_process_hosts_the_kind_and_converges(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    names = [f"s{i}" for i in range(5)]
+    for name in names:
+        create(client, namespace, name, driver)
+    converge(client, namespace, names, "off", "the first reconcile")
+    pids = {spec(client, namespace, n)["obs"]["pid"] for n in names}
+    pool = pool_state(manager, namespace, driver)
+    assert pids == {pool["pid"]}, "every digi of the kind is reconciled by the one shared worker"
+    assert pool["state"] == "running" and pool["members"] == len(names)
+    for name in names:
+        state = member_state(manager, namespace, name)
+        assert state["shared"] == pool_id(str(driver)) and state["pid"] == pool["pid"]
+    for name in names:
+        set_intent(client, namespace, name, "on")
+    converge(client, namespace, names, "on", "to follow intent 'on'")
+    rows = [line.split() for line in digi_list(manager, namespace).splitlines()[1:]]
+    assert sorted((r[1], r[3]) for r in rows) == [(n, "running") for n in names]
+
+
+def test_a_hosted_digi_cannot_write_another_digi(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    create(client, namespace, "victim", driver)
+    converge(client, namespace, ["victim"], "off", "the victim's first reconcile")
+    # The attacker lives in the same process, which holds the victim's token too: still refused.
+    create(client, namespace, "attacker", driver, target=f"{namespace}/victim")
+    obs = wait_for(lambda: spec(client, namespace, "attacker").get("obs", {}).get("attack"), 60,
+                   "the attacker to record its attempt")
+    assert obs == 403
+    assert spec(client, namespace, "victim")["control"]["power"]["status"] == "off"
+    assert f"{namespace}/attacker tried to patch digi {namespace}/victim" in manager.log()
+
+    tokens = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
+    pool_token = tokens.pool_token(namespace, str(GVR_), pool_id(str(driver)))
+    forged = httpx.patch(f"{manager.url}/api/v1/digis/{namespace}/victim", headers={"Authorization": f"Bearer {pool_token}"},
+                         json={"patch": {"spec": {"meta": {"x": 1}}}}, trust_env=False)
+    assert forged.status_code == 403, "the pool's token opens its stream only, it writes no digi"
+
+    victim_env = WorkerEnv(manager.url, tokens.token(namespace, "victim"), GVR_.group, GVR_.version, GVR_.plural,
+                           "SharedProbe", "", namespace)
+    with pytest.raises(InvalidStatus) as refused, \
+            connect(shared_url(victim_env, pool_id(str(driver))), additional_headers=victim_env.headers, proxy=None):
+        pass
+    assert refused.value.response.status_code == 403, "a digi's token does not open its shared worker's stream"
+
+
+def test_killed_shared_worker_restarts_and_resyncs_every_digi(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    names = [f"k{i}" for i in range(3)]
+    for name in names:
+        create(client, namespace, name, driver)
+    converge(client, namespace, names, "off", "the first reconcile")
+    pid = int(pool_state(manager, namespace, driver)["pid"])
+    os.kill(pid, signal.SIGKILL)
+    for name in names:
+        set_intent(client, namespace, name, "on")
+    wait_for(lambda: all(member_state(manager, namespace, n).get("restarts") == 1 for n in names), 30,
+             "the restart to be counted on every member")
+    converge(client, namespace, names, "on", "to converge after the restart")
+    new_pid = pool_state(manager, namespace, driver)["pid"]
+    assert new_pid != pid and {spec(client, namespace, n)["obs"]["pid"] for n in names} == {new_pid}
+
+
+def test_digis_join_and_leave_the_running_shared_worker(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    create(client, namespace, "first", driver)
+    create(client, namespace, "second", driver)
+    converge(client, namespace, ["first", "second"], "off", "the first reconcile")
+    pid = pool_state(manager, namespace, driver)["pid"]
+
+    create(client, namespace, "late", driver, intent="on")
+    converge(client, namespace, ["late"], "on", "the late digi to be reconciled")
+    assert spec(client, namespace, "late")["obs"]["pid"] == pid, "a new digi joins the running process"
+
+    client.delete(GVR_, namespace, "first")
+    wait_for(lambda: member_state(manager, namespace, "first")["state"] == "stopped", 30, "'first' to leave")
+    wait_for(lambda: pool_state(manager, namespace, driver)["members"] == 2, 30, "the pool to count 2 members")
+    assert "no longer hosting digi" in worker_files(manager.root, namespace, "sharedprobes",
+                                                    pool_id(str(driver)))[0].read_text()
+    set_intent(client, namespace, "second", "on")
+    converge(client, namespace, ["second"], "on", "the remaining digi to keep converging")
+    assert pool_state(manager, namespace, driver)["pid"] == pid, "a leaving digi does not restart the others"
+
+    client.delete(GVR_, namespace, "second")
+    client.delete(GVR_, namespace, "late")
+    wait_for(lambda: pool_state(manager, namespace, driver)["state"] == "stopped", 30,
+             "the shared worker to stop with its last digi")
