@@ -123,6 +123,12 @@ def test_room_adaptive_rule(fresh_registry: Registry, monkeypatch: pytest.Monkey
             }
         }
     )
+    # Row 160 has reached the motion sensor only: the room waits for the whole row.
+    assert lamp_intents(h, "default/l1") == {"power": "on", "brightness": 0.5}
+    assert len(loaded) == 1
+    h.user(
+        {"mount": {SENSORS: {"default/env": {"spec": {"obs": {"light": 250.0, "event_ts": 160}}}}}}
+    )
     assert lamp_intents(h, "default/l1") == {"power": "off", "brightness": 0}
     assert loaded[-1] == [{"occupancy": False, "event_ts": 160}]
 

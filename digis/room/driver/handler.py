@@ -42,8 +42,10 @@ def adaptive_targets(room, mounts):
     lights = [x for x in lights if isinstance(x, (int, float))]
     light = sum(lights) / len(lights) if lights else 0.0
     stamps = [deep_get(r, "spec.obs.event_ts") for r in [*occupancies, *sensors]]
-    stamps = [t for t in stamps if isinstance(t, (int, float))]
-    event_ts = max(stamps) if stamps else None
+    timed = [t for t in stamps if isinstance(t, (int, float))]
+    if timed and (len(timed) < len(stamps) or len(set(timed)) > 1):
+        return None, None  # a replayed row is still arriving, one sensor at a time
+    event_ts = timed[0] if timed else None
 
     was = deep_get(room, "obs.occupancy")
     first = deep_get(room, "obs.event_ts") is None and event_ts is not None
@@ -78,6 +80,8 @@ def do_lamps(parent, mounts):
     event_ts = None
     if mode == "adaptive":
         target, event_ts = adaptive_targets(room, mounts)
+        if target is None:
+            return
     else:
         target = dict(MODES.get(mode, {}))
     writable = active(lamps)
