@@ -2,7 +2,13 @@
 
 Each `ComponentSpec` names the ports it needs and builds its `Component` from the
 root layout, the credentials and the ports of every component (the API server
-needs etcd's, the manager needs the lake's). Adding a component is adding a spec.
+needs etcd's, the manager needs the lake's). Adding a component is adding a spec;
+adding a port to a spec is enough too: `Space.up` allocates ports that an older
+space.json lacks.
+
+The manager serves the composition admission webhook (controllers/admission.py)
+on its `webhook` port with a serving cert from the dSpace CA
+(`digi.space.webhook`), and registers it with the API server itself.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from digi.space.component import Component, HttpProbe
 from digi.space.layout import Layout
 from digi.space.pki import Pki
 from digi.space.ports import HOST
+from digi.space.webhook import webhook_settings
 
 Ports = dict[str, dict[str, int]]
 """Ports of every component: {component: {port name: number}}."""
@@ -100,6 +107,7 @@ def _lake(layout: Layout, pki: Pki, ports: Ports) -> Component:
 def _manager(layout: Layout, pki: Pki, ports: Ports) -> Component:
     metrics = f"{HOST}:{ports['manager']['metrics']}"
     health = f"{HOST}:{ports['manager']['health']}"
+    webhook = ports["manager"]["webhook"]
     return Component(
         name="manager",
         args=[
@@ -115,7 +123,8 @@ def _manager(layout: Layout, pki: Pki, ports: Ports) -> Component:
         probe=HttpProbe(f"http://{health}/readyz"),
         log=layout.log("manager"),
         ports=ports["manager"],
-        links={"metrics": f"http://{metrics}/metrics"},
+        env=webhook_settings(pki, webhook, HOST),
+        links={"metrics": f"http://{metrics}/metrics", "webhook": f"https://{HOST}:{webhook}/validate"},
         stop_timeout=30.0,
         hint="'digi space up --no-manager' starts the space without it",
     )
@@ -132,5 +141,5 @@ SPECS: tuple[ComponentSpec, ...] = (
     ComponentSpec("etcd", ("client", "peer"), _etcd),
     ComponentSpec("kube-apiserver", ("secure",), _apiserver),
     ComponentSpec("lake", ("http",), _lake),
-    ComponentSpec("manager", ("metrics", "health"), _manager),
+    ComponentSpec("manager", ("metrics", "health", "webhook"), _manager),
 )

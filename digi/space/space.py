@@ -1,7 +1,8 @@
 """The supervisor of a local dSpace: starts, checks and stops its components.
 
-Data flow: `up` loads `$ROOT/space.json` (ports chosen at the first `up`, pids of
-running components), makes the credentials (`pki`) and the kubeconfig, then for
+Data flow: `up` loads `$ROOT/space.json` (ports chosen at the first `up`, and
+any a newer version added, pids of running components), makes the credentials
+(`pki`, the manager's webhook serving cert) and the kubeconfig, then for
 each component in order either adopts the running process or starts a new one
 and waits until its readiness probe passes, saving the pid as it goes. If any
 step fails, everything this `up` started is stopped again and a `SpaceError`
@@ -33,6 +34,7 @@ from digi.space.pki import Pki, ensure_pki
 from digi.space.ports import free_ports, is_free, port_owner
 from digi.space.process import ProcessRef
 from digi.space.tools import FIX, ToolNotFound
+from digi.space.webhook import ensure_webhook_cert
 
 _POLL = 0.2
 
@@ -93,6 +95,10 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _lacks_ports(ports: Ports) -> bool:
+    return any(p not in ports.get(s.name, {}) for s in SPECS for p in s.port_names)
+
+
 class Space:
     """A local dSpace rooted at `root`.
 
@@ -122,12 +128,12 @@ class Space:
         return self.layout.kubeconfig
 
     def _component(self, name: str) -> Component:
-        state = _State.load(self.layout.state)
-        if not state.ports:
+        ports = self._recorded_ports()
+        if not ports:
             raise SpaceError(
                 name, f"the dSpace at {self.root} was never started", fix="run 'digi space up'"
             )
-        return self._components(state.ports)[name]
+        return self._components(ports)[name]
 
     @property
     def apiserver_url(self) -> str:
@@ -171,11 +177,26 @@ class Space:
         return _State.load(self.layout.state).ports
 
     def _init(self) -> Pki:
+        self._ensure_ports()
+        pki = ensure_pki(self.layout.pki)
+        ensure_webhook_cert(pki)
+        return pki
+
+    def _ensure_ports(self) -> Ports:
+        """Every port of every spec, chosen and saved in space.json (under the lock)."""
         state = _State.load(self.layout.state)
-        if not state.ports:
-            state.ports = self._allocate_ports()
+        if not state.ports or _lacks_ports(state.ports):
+            state.ports = self._allocate_ports(state.ports)
             state.save(self.layout.state)
-        return ensure_pki(self.layout.pki)
+        return state.ports
+
+    def _recorded_ports(self) -> Ports:
+        """The ports of a space that was started, completed if a newer version added some."""
+        ports = _State.load(self.layout.state).ports
+        if ports and _lacks_ports(ports):
+            with self._locked():
+                ports = self._ensure_ports()
+        return ports
 
     def _start(self, wanted: list[Component], state: _State) -> None:
         pending = [c for c in wanted if not self._running(state, c.name)]
@@ -219,6 +240,7 @@ class Space:
             return self._stop_all()
 
     def _stop_all(self) -> list[str]:
+        self._ensure_ports()  # stop timeouts come from the components, built from every port
         state = _State.load(self.layout.state)
         stopped = [
             name
@@ -238,8 +260,9 @@ class Space:
 
     def status(self) -> dict[str, Any]:
         """`digi space status -o json`: every recorded component with pid, url, health, log."""
+        ports = self._recorded_ports()
         state = _State.load(self.layout.state)
-        components = self._components(state.ports) if state.ports else {}
+        components = self._components(ports) if ports else {}
         entries: dict[str, Any] = {}
         for name, comp in components.items():
             ref = state.processes.get(name)
@@ -272,9 +295,20 @@ class Space:
         return {spec.name: spec.build(self.layout, pki, ports) for spec in SPECS}
 
     @staticmethod
-    def _allocate_ports() -> Ports:
-        numbers = iter(free_ports(sum(len(s.port_names) for s in SPECS)))
-        return {s.name: {p: next(numbers) for p in s.port_names} for s in SPECS}
+    def _allocate_ports(ports: Ports) -> Ports:
+        """`ports` plus a free port for each one a spec names and `ports` lacks.
+
+        The ports chosen before are kept (URLs stay valid); a space.json written
+        before a component gained a port (the manager's webhook) gets that port.
+        """
+        taken = {n for named in ports.values() for n in named.values()}
+        missing = sum(p not in ports.get(s.name, {}) for s in SPECS for p in s.port_names)
+        # The recorded ports may be free right now (space down): never hand them out twice.
+        numbers = iter([n for n in free_ports(missing + len(taken)) if n not in taken])
+        return {
+            s.name: {p: ports.get(s.name, {}).get(p) or next(numbers) for p in s.port_names}
+            for s in SPECS
+        }
 
     @staticmethod
     def _running(state: _State, name: str) -> bool:

@@ -8,8 +8,10 @@ listen, handed to the manager process as environment:
     DIGI_WEBHOOK_BIND_ADDRESS=127.0.0.1:<port>
     DIGI_WEBHOOK_CERT_DIR=<root>/pki/webhook   (tls.crt, tls.key, ca.crt)
 
-`webhook_env(pki, port)` makes the cert once (kept across `up`s, re-issued if
-the CA changed) and returns that environment.
+`ensure_webhook_cert(pki)` makes the cert once (kept across `up`s, re-issued
+if the CA changed); `Space.up` calls it after the CA exists. `webhook_settings`
+is that environment without touching files (building the manager component
+must not, e.g. for `digi space status`); `webhook_env` is both.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ def _signed_by(cert_path: Path, ca_path: Path) -> bool:
     return True
 
 
+def webhook_dir(pki: Pki) -> Path:
+    return pki.dir / "webhook"
+
+
 def ensure_webhook_cert(pki: Pki, directory: Path | None = None) -> Path:
     """`directory` (default `<pki>/webhook`) with tls.crt, tls.key and ca.crt; returns it."""
-    directory = directory or pki.dir / "webhook"
+    directory = directory or webhook_dir(pki)
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "tls.crt", directory / "tls.key"
     if not (key.exists() and _signed_by(cert, pki.ca_cert)):
@@ -48,6 +54,13 @@ def ensure_webhook_cert(pki: Pki, directory: Path | None = None) -> Path:
     return directory
 
 
+def webhook_settings(pki: Pki, port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The manager's environment for serving the webhook on host:port with the cert
+    `ensure_webhook_cert(pki)` makes."""
+    return {BIND_ENV: f"{host}:{port}", CERT_DIR_ENV: str(webhook_dir(pki))}
+
+
 def webhook_env(pki: Pki, port: int, host: str = "127.0.0.1") -> dict[str, str]:
-    """The manager's environment for serving the webhook on host:port."""
-    return {BIND_ENV: f"{host}:{port}", CERT_DIR_ENV: str(ensure_webhook_cert(pki))}
+    """The manager's environment for serving the webhook on host:port, making the cert."""
+    ensure_webhook_cert(pki)
+    return webhook_settings(pki, port, host)
