@@ -20,7 +20,8 @@ Two paths, both fed by `cache.on_digi_event`:
   digi's namespace/name, `LEAVE` when it goes. On (re)connect the pool
   session is primed with ASSIGN + a MODEL resync for every member. The pool's
   connection token opens the stream only; every read and write still carries
-  the digi's own token.
+  the digi's own token. Changing a CRD's worker mode (or driver directory)
+  re-reconciles its digis, which moves them between own and shared workers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from manager import metrics
-from manager.cache import Cache
+from manager.cache import CRD_GVR, Cache, crd_gvr
 from manager.controller import Controller, Result
 from manager.informer import DELETED
 from manager.server.tokens import TokenIssuer
@@ -122,6 +123,7 @@ class Dispatcher:
         self._pool_of: dict[ObjectKey, PoolKey] = {}
         self._lock = threading.Lock()
         cache.on_digi_event(self._on_event)
+        cache.informer(CRD_GVR).add_handler(self._on_crd)
         metrics.register_workers(lambda: Counter(self.backend.states().values()))
         metrics.register_digis(cache.count_digis)
 
@@ -146,6 +148,15 @@ class Dispatcher:
                     session.push(Message(obj, last, received, digi=shared))
                     self._last_sent[key] = obj
         self.controller.enqueue(key)
+
+    def _on_crd(self, _event_type: str, crd: JSON, old: JSON | None) -> None:
+        gvr = crd_gvr(crd)
+        if old is None or old is crd or gvr is None:
+            return
+        if all(annotation(a, crd) == annotation(a, old) for a in (WORKER_MODE_ANNOTATION, DRIVER_DIR_ANNOTATION)):
+            return
+        for obj in self.cache.list(gvr):
+            self.controller.enqueue(ObjectKey.of(gvr, obj))
 
     def _session_of(self, key: ObjectKey) -> Session | None:
         pool = self._pool_of.get(key)

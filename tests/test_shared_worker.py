@@ -246,3 +246,39 @@ def test_digis_join_and_leave_the_running_shared_worker(
     client.delete(GVR_, namespace, "late")
     wait_for(lambda: pool_state(manager, namespace, driver)["state"] == "stopped", 30,
              "the shared worker to stop with its last digi")
+
+
+def test_switching_a_kind_to_shared_moves_its_running_digis(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    crd = shared_crd()
+    crd["metadata"] = {"name": "switchprobes.test.digi.dev", "labels": crd["metadata"]["labels"]}
+    crd["spec"]["names"] = {"kind": "SwitchProbe", "plural": "switchprobes", "singular": "switchprobe",
+                            "listKind": "SwitchProbeList"}
+    switch = GVR("test.digi.dev", "v1", "switchprobes")
+    if client.get_or_none(CRD_GVR, None, crd["metadata"]["name"]) is None:
+        client.create(CRD_GVR, None, crd)
+    wait_for(lambda: crd_gvr(client.get(CRD_GVR, None, crd["metadata"]["name"])), 30, "the CRD to be established")
+
+    def pid_of(name: str, intent: str) -> int | None:
+        power_spec = client.get(switch, namespace, name)["spec"]
+        return power_spec["obs"]["pid"] if power_spec["control"]["power"].get("status") == intent else None
+
+    for name in ("a", "b"):
+        client.create(switch, namespace, {
+            "apiVersion": "test.digi.dev/v1", "kind": "SwitchProbe",
+            "metadata": {"name": name, "namespace": namespace, "annotations": {"digi.dev/driver-dir": str(driver)}},
+            "spec": {"control": {"power": {"intent": "off"}}},
+        })
+    own = {wait_for(partial(pid_of, n, "off"), 60, f"{n}'s own worker") for n in ("a", "b")}
+    assert len(own) == 2, "without the annotation each digi has a process of its own"
+
+    client.patch(CRD_GVR, None, crd["metadata"]["name"], {"metadata": {"annotations": {"digi.dev/worker-mode": "shared"}}})
+    files = partial(worker_files, manager.root, namespace, "switchprobes")
+    wait_for(lambda: all(json.loads(files(n)[1].read_text()).get("shared") for n in ("a", "b")), 30,
+             "both digis to join a shared worker")
+    for name in ("a", "b"):
+        client.patch(switch, namespace, name, {"spec": {"control": {"power": {"intent": "on"}}}})
+    shared = {wait_for(partial(pid_of, n, "on"), 60, f"{n} in the shared worker") for n in ("a", "b")}
+    assert len(shared) == 1 and not shared & own
+    client.delete(CRD_GVR, None, crd["metadata"]["name"])
