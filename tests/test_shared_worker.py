@@ -148,9 +148,9 @@ def converge(client: Client, namespace: str, names: list[str], want: str, what: 
         wait_for(partial(status_is, client, namespace, name, want), 60, f"{name} {what}")
 
 
-def digi_list(manager: ManagerProcess, namespace: str) -> str:
+def digi_cli(manager: ManagerProcess, *args: str) -> str:
     result = CliRunner().invoke(cli, ["--root", str(manager.root), "--kubeconfig", str(manager.space.kubeconfig),
-                                      "list", "-n", namespace], catch_exceptions=False)
+                                      *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -172,8 +172,10 @@ def test_one_process_hosts_the_kind_and_converges(
     for name in names:
         set_intent(client, namespace, name, "on")
     converge(client, namespace, names, "on", "to follow intent 'on'")
-    rows = [line.split() for line in digi_list(manager, namespace).splitlines()[1:]]
+    rows = [line.split() for line in digi_cli(manager, "list", "-n", namespace).splitlines()[1:]]
     assert sorted((r[1], r[3]) for r in rows) == [(n, "running") for n in names]
+    assert f"hosting digi {namespace}/s3" in digi_cli(manager, "log", "s3", "-n", namespace), \
+        "a member's log is the shared worker's"
 
 
 def test_a_hosted_digi_cannot_write_another_digi(
