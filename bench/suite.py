@@ -49,8 +49,9 @@ FLOOR = Section("floor", _floor_planned, _floor_measure)
 SECTIONS = (
     Section("propagation", lambda _c: propagation.planned(), propagation.measure),
     Section("startup", lambda _c: startup.planned(), startup.measure),
-    Section("scale", scale.planned, scale.measure),
     Section("data", lambda _c: data.planned(), data.measure),
+    # Last: the longest, and it leaves thousands of digis behind.
+    Section("scale", scale.planned, scale.measure),
 )
 
 
@@ -76,6 +77,14 @@ def run_section(section: Section, ctx: Context, skip_reason: str | None = None) 
         except Exception as exc:
             reason = f"{section.name} stopped: {type(exc).__name__}: {exc}".strip()
             _log(traceback.format_exc())
+        except KeyboardInterrupt:
+            _record_missing(planned, done, ctx, "the run was interrupted (Ctrl-C) during it")
+            raise
+    _record_missing(planned, done, ctx, reason)
+
+
+def _record_missing(planned: dict[str, Figure], done: set[str], ctx: Context,
+                    reason: str) -> None:
     for key, template in planned.items():
         if key not in done:
             template.reason = reason
@@ -101,7 +110,11 @@ def main(quick: bool, out: Path, only: set[str] | None,
                 skip = f"the manager did not start: {exc}"
             for section in SECTIONS:
                 if only is None or section.name in only:
-                    run_section(section, ctx, skip)
+                    try:
+                        run_section(section, ctx, skip)
+                    except KeyboardInterrupt:
+                        skip = "the run was interrupted (Ctrl-C) before this section"
+                    results.write(out)  # after each section, so a stopped run keeps its figures
         finally:
             ctx.close()
             results.write(out)
