@@ -1,23 +1,22 @@
 """Wires the composition controllers into a manager: mounter, admission webhook, syncer, policer.
 
 The manager's entry point calls `controllers.setup(mgr)` → `setup_from_env`
-→ `setup(mgr, webhook=...)` once, before `mgr.run()`. It makes sure the `Sync` and `YieldPolicy` CRDs exist (from
-`crds/` of the source checkout; a Helm install ships them itself), registers
-the controllers, and, when `webhook` is given, serves the validating webhook
-over TLS and keeps its `ValidatingWebhookConfiguration` current. `webhook_tls`
+→ `setup(mgr, webhook=...)` once, before `mgr.run()`. It registers the
+controllers, a hook that creates the `Sync` and `YieldPolicy` CRDs when this
+manager starts leading and they are missing (from `crds/` of the source
+checkout; a Helm install ships them itself, and a standby never writes), and,
+when `webhook` is given, serves the validating webhook over TLS and keeps its
+`ValidatingWebhookConfiguration` current. `webhook_tls`
 builds the `WebhookTLS` from the manager's flags (`--webhook-bind-address`,
 `--webhook-cert-dir` holding `tls.crt`, `tls.key` and `ca.crt`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from controllers import policer, syncer
 from controllers.admission import (
@@ -28,16 +27,10 @@ from controllers.admission import (
     install,
     list_stored_digis,
 )
+from controllers.crds import CRD_DIR, ensure_crds
 from controllers.mounter.controller import ManagerLike, Mounter
-from digi.errors import DigiError
-from manager.kube import AlreadyExists, Client
-from manager.types import GVR
 
-log = logging.getLogger(__name__)
-
-CRD_GVR = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
-OWN_CRDS = ("sync.yaml", "yieldpolicy.yaml")
+OWN_CRDS = tuple(CRD_DIR / name for name in ("sync.yaml", "yieldpolicy.yaml"))
 
 
 @dataclass
@@ -46,25 +39,6 @@ class Composition:
     syncer: syncer.Syncer
     policer: policer.Policer
     webhook: WebhookServer | None
-
-
-def ensure_crds(client: Client, directory: Path = CRD_DIR) -> None:
-    """Create the composition CRDs that are missing (existing ones are left as they are)."""
-    for name in OWN_CRDS:
-        path = directory / name
-        if not path.exists():
-            log.warning("%s not found; apply the Sync/YieldPolicy CRDs yourself (helm does)", path)
-            continue
-        body = yaml.safe_load(path.read_text())
-        try:
-            if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
-                client.create(CRD_GVR, None, body)
-                log.info("created CRD %s", body["metadata"]["name"])
-        except AlreadyExists:
-            continue  # another manager created it first
-        except DigiError as err:
-            # e.g. no RBAC to create CRDs: an installer (the Helm chart) ships them instead
-            log.warning("cannot ensure CRD %s: %s", body["metadata"]["name"], err)
 
 
 def webhook_tls(bind_address: str, cert_dir: Path) -> WebhookTLS:
@@ -91,7 +65,7 @@ def setup(
     config_name: str = CONFIG_NAME,
     managed: bool = True,
 ) -> Composition:
-    ensure_crds(mgr.client)
+    mgr.on_leading(lambda: ensure_crds(mgr.client, OWN_CRDS))
     mounter = Mounter(mgr, strict=strict)
     server = None
     if webhook is not None:

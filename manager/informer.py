@@ -7,7 +7,9 @@ to the store and hands `(event_type, obj, old)` to every handler, in order, on
 the informer's own thread. A `410 Gone` (the resourceVersion was compacted
 away) or any other failure re-lists after a backoff. Every `resync_period` all
 objects are re-delivered as `MODIFIED` with `old is obj`, the client-go resync,
-so level-based controllers heal missed side effects.
+so level-based controllers heal missed side effects. A resource that is not
+served (404: its CRD is missing, e.g. until the leading manager creates it)
+counts as synced and empty, and is listed again every few seconds.
 
 Handlers must be quick (enqueue a key, push to a queue); they run under the
 informer's lock, which is what makes a late `add_handler` replay consistent.
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from digi.errors import NotFound
 from manager.kube import ApiError, Client, WatchStream
 from manager.types import GVR
 
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Handler = Callable[[str, JSON, JSON | None], None]
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+NOT_SERVED_RETRY = 5.0
+"""Most seconds between lists of a resource no CRD serves yet (the leader may be creating it)."""
 
 
 def _key(obj: JSON) -> tuple[str, str]:
@@ -118,6 +123,10 @@ class Informer:
             except _Gone:
                 log.info("informer %s: resourceVersion %s is gone, re-listing", self.gvr, self._resource_version)
                 need_list = True
+            except _NotServed:
+                need_list = True
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, NOT_SERVED_RETRY)
             except Exception as e:  # the informer must outlive any failure; it re-lists
                 if self._stopped.is_set():
                     return
@@ -127,7 +136,17 @@ class Informer:
                 backoff = min(backoff * 2, 30.0)
 
     def _relist(self) -> None:
-        items, rv = self.client.list_all(self.gvr, label_selector=self.label_selector)
+        try:
+            items, rv = self.client.list_all(self.gvr, label_selector=self.label_selector)
+        except NotFound:
+            # Nothing serves this resource (yet): its CRD is missing or not established,
+            # e.g. until the leader creates it. None of its objects exist, so the store
+            # is synced empty (readiness and a new leader do not wait for it) and the
+            # informer lists again until the resource is served.
+            if self.has_synced and not self._store:
+                raise _NotServed() from None
+            log.info("informer %s: the resource is not served (no CRD yet?); listing again", self.gvr)
+            items, rv = [], ""
         fresh = {_key(o): o for o in items}
         with self._lock:
             for key, gone in list(self._store.items()):
@@ -143,6 +162,8 @@ class Informer:
                     self._dispatch(MODIFIED, obj, old)
             self._resource_version = rv
         self._synced.set()
+        if not rv:
+            raise _NotServed()
 
     def _resync(self) -> None:
         with self._lock:
@@ -196,3 +217,7 @@ class Informer:
 
 class _Gone(Exception):
     """The watch's resourceVersion is older than the server keeps (HTTP 410)."""
+
+
+class _NotServed(Exception):
+    """The list answered 404: no CRD serves the resource (yet)."""

@@ -4,9 +4,10 @@ Start order in `run()`: informers start and list; HTTP servers listen
 (`/readyz` turns 200 once every informer synced); leader election runs (or
 leadership is immediate without `--leader-elect`); on gaining leadership the
 controllers' worker pools start and `on_leading` hooks run (the dispatcher
-starts digi workers there). `stop()` (SIGTERM) reverses it: controllers drain,
-`on_shutdown` hooks run (workers stop), the lease is released, informers and
-HTTP stop. Losing the lease ends the process with exit code 1, as in
+starts digi workers there; meta controllers create their CRDs there, so a
+standby never writes); a hook that raises is logged and the others still run.
+`stop()` (SIGTERM) reverses it: controllers drain, `on_shutdown` hooks run
+(workers stop), the lease is released, informers and HTTP stop. Losing the lease ends the process with exit code 1, as in
 controller-runtime, so a manager never writes without the lease.
 """
 
@@ -95,7 +96,7 @@ class Manager:
         """Run `fn` when this manager becomes the leader (now, if it already is)."""
         self._leading_hooks.append(fn)
         if self.is_leader:
-            fn()
+            self._run_leading_hook(fn)
 
     def on_shutdown(self, fn: Callable[[], None]) -> None:
         """Run `fn` on graceful shutdown, after controllers drained, before the lease is released."""
@@ -137,7 +138,16 @@ class Manager:
         for controller in self.controllers:
             controller.start()
         for hook in self._leading_hooks:
+            self._run_leading_hook(hook)
+
+    @staticmethod
+    def _run_leading_hook(hook: Callable[[], None]) -> None:
+        # Hooks belong to different controllers (CRD bootstrap, workers, the webhook's
+        # registration): one that fails must not keep the others from running.
+        try:
             hook()
+        except Exception:
+            log.exception("on_leading hook %r failed; the other hooks still run", hook)
 
     def _lost_lease(self) -> None:
         self._leader.clear()

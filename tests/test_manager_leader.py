@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from manager.cache import CRD_GVR
 from manager.kube import Client
 from manager.leader import LEASE_GVR
 from tests.manager_fixtures import (
@@ -41,6 +42,11 @@ def writes(mgr: ManagerProcess) -> float:
                if labels["method"] in ("POST", "PUT", "PATCH", "DELETE") and labels["code"].startswith("2"))
 
 
+def reads(mgr: ManagerProcess) -> float:
+    return sum(value for labels, value in mgr.metrics().get("rest_client_requests_total", [])
+               if labels["method"] == "GET")
+
+
 def is_master(mgr: ManagerProcess) -> float:
     return sum(v for _, v in mgr.metrics().get("leader_election_master_status", []))
 
@@ -65,9 +71,7 @@ def test_exactly_one_manager_writes_and_stopping_it_hands_over(
     try:
         wait_for(lambda: holder(client, namespace, lease) == "manager-a", 30, "manager-a to take the lease")
         second = ManagerProcess(space, tmp_path / "b", *flags(lease, namespace, "manager-b")).start()
-        # Meta controllers create their own CRDs at setup when missing (a one-time bootstrap);
-        # what must not happen is a standby writing while the other manager leads.
-        standby_writes = writes(second)
+        assert writes(second) == 0, "a standby writes nothing, not even at start"
 
         client.create(PROBE_GVR, namespace, probe("p", namespace, driver))
         client.patch(PROBE_GVR, namespace, "p", {"spec": {"control": {"power": {"intent": "on"}}}})
@@ -75,7 +79,7 @@ def test_exactly_one_manager_writes_and_stopping_it_hands_over(
 
         assert is_master(first) == 1 and is_master(second) == 0
         assert writes(first) > 0
-        assert writes(second) == standby_writes, "the standby wrote without the lease"
+        assert writes(second) == 0, "the standby wrote without the lease"
         assert not (second.root / "workers").exists(), "the standby started workers"
         assert holder(client, namespace, lease) == "manager-a"
 
@@ -90,7 +94,7 @@ def test_exactly_one_manager_writes_and_stopping_it_hands_over(
         wait_for(lambda: is_master(second) == 1, 10, "manager-b to report itself master")
         client.patch(PROBE_GVR, namespace, "p", {"spec": {"control": {"power": {"intent": "off"}}}})
         wait_for(lambda: status(client, namespace, "p") == "off", 60, "the new leader's worker to converge")
-        assert writes(second) > standby_writes
+        assert writes(second) > 0
 
         # A leader that dies without releasing: the standby waits out the lease, then leads.
         first = ManagerProcess(space, tmp_path / "a2", *flags(lease, namespace, "manager-a")).start()
@@ -107,3 +111,42 @@ def test_exactly_one_manager_writes_and_stopping_it_hands_over(
         for mgr in (first, second):
             if mgr is not None and mgr.proc is not None and mgr.proc.poll() is None:
                 mgr.stop()
+
+
+def test_a_standby_does_not_create_missing_crds_and_creates_them_once_it_leads(
+    space: Any, namespace: str, tmp_path: Path
+) -> None:
+    """The meta controllers' CRDs are a leader's bootstrap (`on_leading`), not a setup step."""
+    client = Client.from_kubeconfig(space.kubeconfig)
+    names = [f"{plural}.digi.dev" for plural in ("syncs", "yieldpolicies", "pipelets")]
+    for name in names:
+        if client.get_or_none(CRD_GVR, None, name) is not None:
+            client.delete(CRD_GVR, None, name)
+    wait_for(lambda: all(client.get_or_none(CRD_GVR, None, n) is None for n in names), 60, "the CRDs to go")
+    lease = f"digi-test-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    client.create(LEASE_GVR, namespace, {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": lease, "namespace": namespace},
+        # A holder that looks alive for an hour: the manager stays a standby until it is released.
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600,
+                 "acquireTime": now, "renewTime": now},
+    })
+    mgr = ManagerProcess(space, tmp_path / "m", *flags(lease, namespace, "standby")).start()
+    try:
+        # ready although the CRDs its informers watch do not exist yet; a few election rounds pass
+        lease_reads = reads(mgr)
+        wait_for(lambda: reads(mgr) >= lease_reads + 6, 30, "the standby to keep polling")
+        assert is_master(mgr) == 0
+        assert writes(mgr) == 0, "the standby wrote without the lease"
+        assert all(client.get_or_none(CRD_GVR, None, n) is None for n in names), "a standby created CRDs"
+
+        current = client.get(LEASE_GVR, namespace, lease)
+        current["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
+        client.update(LEASE_GVR, namespace, current)
+        wait_for(lambda: is_master(mgr) == 1, 30, "the manager to take the released lease")
+        wait_for(lambda: all(client.get_or_none(CRD_GVR, None, n) for n in names), 30,
+                 "the leader to create the missing CRDs")
+        assert writes(mgr) > 0
+    finally:
+        mgr.stop()

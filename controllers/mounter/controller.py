@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastapi import APIRouter
@@ -72,6 +73,8 @@ class ManagerLike(Protocol):
     def is_leader(self) -> bool: ...
 
     def add_controller(self, controller: Controller) -> Controller: ...
+
+    def on_leading(self, fn: Callable[[], None]) -> None: ...
 
 
 class Kinds:

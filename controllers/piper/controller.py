@@ -26,26 +26,23 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import APIRouter
 
+from controllers.crds import CRD_DIR, ensure_crd
 from controllers.piper.engine import ERROR, PAUSED, RUNNING, PipelineRun
 from controllers.piper.runner import Piper
 from controllers.piper.spec import Pipeline, SpecError, digi_pipelines, pipelet_pipelines
 from digi.lake import LakeError, LakeNotFound, pool_name
 from manager.controller import Controller, Result
-from manager.kube import AlreadyExists
 from manager.types import GVR, ObjectKey
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 PIPELET_GVR = GVR("digi.dev", "v1", "pipelets")
-CRD_GVR = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "pipelet.yaml"
+CRD_FILE = CRD_DIR / "pipelet.yaml"
 _REASONS = {RUNNING: "PipelineRunning", PAUSED: "PipelinePaused", ERROR: "PipelineError"}
 
 
@@ -148,20 +145,6 @@ class PiperController:
         )
 
 
-def ensure_crd(client: Any, path: Path = CRD_FILE) -> None:
-    """Create the Pipelet CRD unless it exists (a Helm install ships it itself)."""
-    if not path.exists():
-        log.warning("%s not found; apply the Pipelet CRD yourself (helm does)", path)
-        return
-    body = yaml.safe_load(path.read_text())
-    if client.get_or_none(CRD_GVR, None, body["metadata"]["name"]) is None:
-        try:
-            client.create(CRD_GVR, None, body)
-            log.info("created CRD %s", body["metadata"]["name"])
-        except AlreadyExists:
-            pass  # another manager created it in between
-
-
 def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController | None:
     """Register the piper unless the manager has no lake (`--lake-url`).
 
@@ -171,7 +154,8 @@ def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController 
     if not mgr.lake_url:
         log.warning("piper: the manager has no --lake-url; pools and pipelines are not managed")
         return None
-    ensure_crd(mgr.client)
+    # The leader creates the Pipelet CRD if missing (a Helm install ships it); a standby never writes.
+    mgr.on_leading(lambda: ensure_crd(mgr.client, CRD_FILE))
     return PiperController(
         mgr,
         delete_pools=environ.get("DIGI_DELETE_POOLS", "false").lower() == "true",
