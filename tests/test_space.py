@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,23 @@ DIGI = Path(sys.executable).parent / "digi"
 CONTROL_PLANE = {"etcd", "kube-apiserver", "lake"}
 
 
-def processes_of(root: Path) -> list[psutil.Process]:
-    """Live processes whose command line mentions `root` (what `pgrep -f ROOT` finds)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-            continue
-        if any(str(root) in arg for arg in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
+def processes_of(root: Path, settle: float = 10.0) -> list[psutil.Process]:
+    """Live processes whose command line mentions `root` (what `pgrep -f ROOT` finds).
+
+    A process that was just killed can stay visible for a moment on a loaded
+    machine, so this waits up to `settle` seconds for the list to empty.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "status"]):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                continue
+            if any(str(root) in arg for arg in proc.info["cmdline"] or []):
+                found.append(proc)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 @pytest.fixture
