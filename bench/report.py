@@ -1,9 +1,11 @@
-"""`python -m bench.report [results.json]`: the README's performance section, as Markdown.
+"""`python -m bench.report [results.json ...]`: the README's performance section, as Markdown.
 
-Reads a results.json written by `python -m bench` and prints the section that
+Reads results.json files written by `python -m bench` and prints the section that
 README.md carries between `<!-- bench:begin -->` and `<!-- bench:end -->`:
 machine and date, the latency table next to the floor and the paper, the
 scale/startup/data figures, and which targets are met, not met or not measured.
+With several files, a figure not measured in the first is taken from the first
+later file that measured it, and the text names each run's date.
 """
 
 from __future__ import annotations
@@ -47,14 +49,18 @@ def _latency_rows(figs: list[dict[str, Any]]) -> list[str]:
 
 def _other_rows(figs: list[dict[str, Any]]) -> list[str]:
     rows = ["| figure | unit | p50 / value | p99 | n |", "| --- | --- | --- | --- | --- |"]
+    last_reason = None
     for f in figs:
         if f["key"].startswith(("floor.", "lamp.", "room_lamp.", "chain.d")):
             continue
         if not f["measured"]:
-            rows.append(f"| `{f['key']}` | {f['unit']} | not measured: {f['reason']} | | |")
+            why = "(the same)" if f["reason"] == last_reason else f["reason"]
+            last_reason = f["reason"]
+            rows.append(f"| `{f['key']}` | {f['unit']} | not measured: {why} | | |")
             continue
         head = f["p50"] if f["p50"] is not None else f["value"]
-        rows.append(f"| `{f['key']}` | {f['unit']} | {_n(head)} | {_n(f['p99'])} "
+        mark = " †" if f.get("run") else ""
+        rows.append(f"| `{f['key']}`{mark} | {f['unit']} | {_n(head)} | {_n(f['p99'])} "
                     f"| {f['trials']} |")
     return rows
 
@@ -81,6 +87,9 @@ def render(data: dict[str, Any]) -> str:
         f"kube-apiserver {v['kube-apiserver']}, etcd {v['etcd'].split()[-1]}, "
         f"zed {v['zed'].split()[-1]}, Python {m['python']}. Definitions: "
         "[bench/README.md](bench/README.md).",
+        *([f"Figures marked † come from a second run ({', '.join(data['later_runs'])}) "
+           "of the sections the first could not complete, on the same machine."]
+          if data.get("later_runs") else []),
         "",
         "Latency, next to the floor — k plain-client PATCH→watch round trips on the same API "
         "server in the same run (floor(1) = "
@@ -99,9 +108,21 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run, with its unmeasured figures filled from later runs that measured them."""
+    first = runs[0]
+    figures = []
+    for fig in first["figures"]:
+        if not fig["measured"]:
+            fig = next((g | {"run": i} for i, run in enumerate(runs[1:], 1)
+                        for g in run["figures"] if g["key"] == fig["key"] and g["measured"]), fig)
+        figures.append(fig)
+    return first | {"figures": figures, "later_runs": [r["machine"]["date"] for r in runs[1:]]}
+
+
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    sys.stdout.write(render(json.loads(path.read_text())))
+    paths = [Path(p) for p in sys.argv[1:]] or [DEFAULT]
+    sys.stdout.write(render(merge([json.loads(p.read_text()) for p in paths])))
 
 
 if __name__ == "__main__":
