@@ -65,7 +65,9 @@ for t in "${tools[@]}"; do
   fi
   echo "[$i/$n] $name: downloading modules..."
   (cd "$dir" && go mod download)
-  echo "[$i/$n] $name: building $pkg (the first build of kube-apiserver takes several minutes)..."
+  note=""
+  [ "$name" = kube-apiserver ] && note=" (a first build takes several minutes)"
+  echo "[$i/$n] $name: building $pkg$note..."
   start=$(date +%s)
   (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags_for "$name" "$dir")" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"

@@ -2,7 +2,10 @@
 
 A started process is remembered as a `ProcessRef` (pid + start time) in
 `space.json`; the start time guards against a recycled pid being mistaken
-for ours. Each component runs in its own session (process group), so it
+for ours. On Linux the start time is the kernel's, in clock ticks since boot
+(`/proc/PID/stat`): psutil's `create_time` is derived from the wall clock's
+boot time, which moves when the clock is stepped (NTP, a VM resumed), and a
+moved value made a running space look stopped. Each component runs in its own session (process group), so it
 outlives the `digi space up` that started it and can be stopped as a group,
 children included.
 """
@@ -24,28 +27,48 @@ import psutil
 _POLL = 0.1
 
 
+def start_ticks(pid: int) -> int | None:
+    """The kernel's start time of `pid` in clock ticks since boot, where /proc has it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may itself hold spaces
+    # or parentheses; starttime is field 22 of stat(5), the 20th after the name.
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
 @dataclass(frozen=True)
 class ProcessRef:
-    """A process we started, identified by pid and creation time."""
+    """A process we started, identified by pid and start time (see the module docstring)."""
 
     pid: int
     create_time: float
+    start_ticks: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "create_time": self.create_time}
+        return {"pid": self.pid, "create_time": self.create_time, "start_ticks": self.start_ticks}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProcessRef:
-        return cls(pid=int(data["pid"]), create_time=float(data["create_time"]))
+        ticks = data.get("start_ticks")
+        return cls(
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            start_ticks=None if ticks is None else int(ticks),
+        )
+
+    def _same_start(self, proc: psutil.Process) -> bool:
+        if self.start_ticks is not None:
+            return start_ticks(self.pid) == self.start_ticks
+        return abs(proc.create_time() - self.create_time) <= 0.01
 
     def process(self) -> psutil.Process | None:
         """The live process, or None when it exited (zombies count as exited)."""
         _reap(self.pid)
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.01:
-                return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if not self._same_start(proc) or proc.status() == psutil.STATUS_ZOMBIE:
                 return None
         except psutil.NoSuchProcess:
             return None
@@ -88,7 +111,7 @@ def spawn(
     except psutil.NoSuchProcess:
         # Exited already: the caller sees it via popen.poll(); the ref never matches a live process.
         created = 0.0
-    return popen, ProcessRef(popen.pid, created)
+    return popen, ProcessRef(popen.pid, created, start_ticks(popen.pid))
 
 
 def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
