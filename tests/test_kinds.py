@@ -219,3 +219,33 @@ def test_gen_output_yaml_prints_without_writing(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert yaml.safe_load(result.output)["metadata"]["name"] == "things.mock.digi.dev"
     assert not (tmp_path / "crd.yaml").exists()
+
+
+def columns_of(text: str) -> list[dict[str, Any]]:
+    version = parse_model(text, "model.yaml").crd()["spec"]["versions"][0]
+    return list(version.get("additionalPrinterColumns", []))
+
+
+def test_printer_columns_show_status_and_intent_of_control_attributes() -> None:
+    columns = columns_of(gvk("control:\n  power: string\n  set_point: number\n"))
+    assert [(c["name"], c["type"], c["jsonPath"]) for c in columns] == [
+        ("Power", "string", ".spec.control.power.status"),
+        ("Power-Intent", "string", ".spec.control.power.intent"),
+        ("Set-Point", "number", ".spec.control.set_point.status"),
+        ("Set-Point-Intent", "number", ".spec.control.set_point.intent"),
+        ("Age", "date", ".metadata.creationTimestamp"),
+    ]
+    assert all("priority" not in c for c in columns)
+
+
+def test_printer_columns_skip_non_scalar_and_move_extra_attributes_to_wide() -> None:
+    columns = columns_of(gvk("control:\n  a: string\n  cfg: object\n  b: integer\n  c: boolean\n"
+                             "  d:\n    openapi:\n      type: string\n"))
+    assert [c["name"] for c in columns] == ["A", "A-Intent", "B", "B-Intent", "C", "C-Intent", "D", "D-Intent", "Age"]
+    assert [c.get("priority", 0) for c in columns] == [0] * 6 + [1, 1, 0]
+    assert columns[2]["type"] == "integer" and columns[4]["type"] == "boolean"
+
+
+def test_kind_without_control_keeps_kubectl_default_columns() -> None:
+    assert columns_of(gvk("data:\n  input:\n    url: string\n")) == []
+    assert columns_of(gvk("control:\n  cfg: object\n")) == []

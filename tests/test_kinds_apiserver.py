@@ -141,3 +141,30 @@ def test_fields_outside_the_schema_are_pruned(
     assert "bogus" not in got["spec"]["control"]["power"]
     with pytest.raises(AssertionError, match=r"pruned: \{'control.power.bogus': 1\}"):
         assert_nothing_pruned(obj["spec"], got["spec"])
+
+
+@pytest.mark.slow
+def test_kubectl_get_shows_control_columns(space: Space, kube: client.ApiClient, namespace: str,
+                                           tmp_path: Path) -> None:
+    kind_dir = tmp_path / "gadget"
+    kind_dir.mkdir()
+    (kind_dir / "model.yaml").write_text(
+        "group: mock.digi.dev\nversion: v1\nkind: Gadget\n"
+        "control:\n  power: string\n  brightness: number\n  cfg: object\n  mode: string\n  set-point: integer\n")
+    gadget = install(space, kind_dir, tmp_path / "gen")
+    control = {"power": {"intent": "on", "status": "off"}, "brightness": {"intent": 0.5, "status": 0.25},
+               "cfg": {"intent": {"x": 1}}, "mode": {"intent": "work", "status": "idle"},
+               "set-point": {"intent": 21, "status": 19}}
+    create(kube, gadget, namespace, {"apiVersion": gadget.api_version, "kind": gadget.kind,
+                                     "metadata": {"name": "g1"}, "spec": {"control": control}})
+
+    def table(*extra: str) -> dict[str, str]:
+        header, row = kubectl(space, "get", gadget.plural, "-n", namespace, *extra).splitlines()
+        return dict(zip(header.split(), row.split(), strict=True))
+
+    shown = table()
+    assert shown.pop("AGE")
+    assert shown == {"NAME": "g1", "POWER": "off", "POWER-INTENT": "on", "BRIGHTNESS": "0.25",
+                     "BRIGHTNESS-INTENT": "0.5", "MODE": "idle", "MODE-INTENT": "work"}
+    wide = table("-o", "wide")
+    assert (wide["SET-POINT"], wide["SET-POINT-INTENT"]) == ("19", "21")

@@ -3,9 +3,11 @@
 Data flow: `load_kind(dir_or_file)` reads `model.yaml`, checks group/version/kind,
 builds the `spec` schema (`digi.kinds.schema`) and returns an immutable `Kind`;
 `Kind.crd()` wraps the schema into a CustomResourceDefinition labelled
-`digi.dev/kind: "true"` (how the manager recognises digi kinds). `generate(dir)`
-writes `crd.yaml` next to `model.yaml` only after all of that succeeded, through
-a temporary file, so a bad model never leaves a partial or stale-looking output.
+`digi.dev/kind: "true"` (how the manager recognises digi kinds), with the
+printer columns of `digi.kinds.columns` so `kubectl get` shows control
+attributes. `generate(dir)` writes `crd.yaml` next to `model.yaml` only after
+all of that succeeded, through a temporary file, so a bad model never leaves a
+partial or stale-looking output.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from digi.kinds import plural as plurals
+from digi.kinds.columns import printer_columns
 from digi.kinds.errors import KindError
 from digi.kinds.schema import GVK_KEYS, Schema, spec_schema
 
@@ -74,6 +77,7 @@ class Kind:
 
     def crd(self) -> dict[str, Any]:
         """The CustomResourceDefinition of this kind, as a plain dict."""
+        columns = printer_columns(self.schema)
         return {
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
@@ -103,6 +107,7 @@ class Kind:
                                 },
                             }
                         },
+                        **({"additionalPrinterColumns": columns} if columns else {}),
                     }
                 ],
             },
