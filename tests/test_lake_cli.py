@@ -62,6 +62,29 @@ def test_raw_query_and_lake_errors(url: str, tmp_path: Path, monkeypatch: pytest
     assert digi(tmp_path, "query").exit_code == 2
 
 
+def test_unknown_digi_or_branch_names_the_fix(url: str, tmp_path: Path) -> None:
+    result = digi(tmp_path, "query", "l9", "avg(watt)", "--lake-url", url)
+    assert result.exit_code == 1
+    assert "no digi or pool 'l9'" in result.output and "pool not found" not in result.output
+    assert "digi list" in result.output and "digi lake status" in result.output
+    branch = digi(tmp_path, "query", "home/l1", "-b", "nope", "--lake-url", url)
+    assert branch.exit_code == 1 and "pool 'home_l1' has no branch 'nope'" in branch.output
+
+
+def test_a_refused_query_is_shown_as_the_users_part(url: str, tmp_path: Path) -> None:
+    result = digi(tmp_path, "query", "home/l1", "sum(", "--lake-url", url)
+    assert result.exit_code == 1
+    assert "the lake rejected QUERY 'sum(' on pool 'home_l1'" in result.output
+    assert "error parsing Zed" in result.output and 'after `from "home_l1"@"main" | `' in result.output
+
+
+def test_an_empty_result_says_so_on_stderr(url: str, tmp_path: Path) -> None:
+    result = digi(tmp_path, "query", "home/l1", "where watt > 100", "--lake-url", url)
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == "no records\n"
+    as_json = digi(tmp_path, "query", "home/l1", "where watt > 100", "-o", "json", "--lake-url", url)
+    assert json.loads(as_json.stdout) == [] and as_json.stderr == ""
+
+
 def test_no_lake_says_how_to_find_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DIGI_LAKE_URL", raising=False)
     result = digi(tmp_path, "query", "l1")

@@ -3,7 +3,9 @@
 Data flow: the lake URL comes from `--lake-url`, else `$DIGI_LAKE_URL`, else
 the local dSpace (`digi.space.Space(root).lake_url`). `digi query NAME QUERY`
 runs `from <NAME's pool> | QUERY` (the pool name is quoted, so it cannot
-change the query); `--raw` runs a whole query as given. `digi lake status`
+change the query); `--raw` runs a whole query as given. A refused query is
+told apart as a missing pool, a missing branch or a bad QUERY; an empty result
+says `no records` on stderr (JSON output stays `[]`). `digi lake status`
 lists pools, branches, heads and record counts from the lake and, when the
 manager is reachable (`--manager-url`, else the local dSpace's), every
 pipeline's state from its `/api/v1/pipelines`.
@@ -11,6 +13,7 @@ pipeline's state from its `/api/v1/pipelines`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -20,7 +23,15 @@ import httpx
 
 from digi.cli.context import CliContext, pass_cli
 from digi.errors import DigiError
-from digi.lake import EMPTY_COMMIT, LakeClient, LakeError, pool_name, zed
+from digi.lake import (
+    EMPTY_COMMIT,
+    InvalidQuery,
+    LakeClient,
+    LakeError,
+    LakeNotFound,
+    pool_name,
+    zed,
+)
 
 _OUTPUT = click.Choice(["table", "json"])
 
@@ -106,23 +117,56 @@ def query(cli: CliContext, name: str | None, query: str, namespace: str, raw: st
     if raw is not None:
         if name:
             raise click.UsageError("give either NAME [QUERY] or --raw QUERY, not both")
-        text = raw
+        with LakeClient(_lake_url(cli, lake_url)) as lake:
+            try:
+                values = lake.query(raw)
+            except LakeError as exc:
+                raise click.ClickException(str(exc)) from exc
     elif name:
         if "/" in name:
             namespace, _, name = name.partition("/")
-        text = f"from {zed.pool_ref(pool_name(name, namespace), branch)}"
-        text = f"{text} | {query}" if query.strip() else text
+        with LakeClient(_lake_url(cli, lake_url)) as lake:
+            values = _query_pool(lake, name, pool_name(name, namespace), branch, query)
     else:
         raise click.UsageError("give the digi NAME (e.g. digi query l1 'avg(watt)') or --raw QUERY")
-    with LakeClient(_lake_url(cli, lake_url)) as lake:
-        try:
-            values = lake.query(text)
-        except LakeError as exc:
-            raise click.ClickException(str(exc)) from exc
     if output == "json":
         click.echo(json.dumps(values, indent=2))
     elif values:
         click.echo(_values_table(values))
+    else:
+        click.echo("no records", err=True)
+
+
+def _query_pool(lake: LakeClient, name: str, pool: str, branch: str, query: str) -> list[Any]:
+    """Run `from <pool>@<branch> | QUERY`; a refusal says whether the pool, the branch or QUERY is at fault."""
+    source = f"from {zed.pool_ref(pool, branch)}"
+    text = f"{source} | {query}" if query.strip() else source
+    try:
+        return lake.query(text)
+    except LakeError as exc:
+        if isinstance(exc, InvalidQuery | LakeNotFound):
+            # If the lake cannot list pools either, its refusal of the query (below) says more.
+            with contextlib.suppress(LakeError):
+                _raise_if_missing(lake, name, pool, branch)
+        # The lake's message quotes the whole text and points at a column in it: say which part is QUERY.
+        reason = str(exc).removeprefix(f"query {text!r}: ")
+        raise click.ClickException(
+            f"the lake rejected QUERY {query!r} on pool {pool!r}: {reason}\n"
+            f"(digi query ran `{source} | QUERY`: columns count from the start of that line, "
+            f"and only the text after `{source} | ` is yours to fix)") from exc
+
+
+def _raise_if_missing(lake: LakeClient, name: str, pool: str, branch: str) -> None:
+    """Raise a ClickException naming the fix when the pool or its branch does not exist."""
+    if pool not in {p.name for p in lake.pools()}:
+        raise click.ClickException(
+            f"no digi or pool {name!r} (pool {pool!r} is not in the lake at {lake.url}). "
+            "Run `digi list` to see the digis (add -n NAMESPACE for another namespace) and "
+            "`digi lake status` to see the pools; a digi's pool appears once it has written data.")
+    if branch not in {b.name for b in lake.branches(pool)}:
+        raise click.ClickException(
+            f"pool {pool!r} has no branch {branch!r}. Run `digi lake status` to see its branches; "
+            "an egress's branch appears once the egress has published.")
 
 
 def lake_status(lake: LakeClient) -> list[dict[str, Any]]:
