@@ -191,7 +191,8 @@ def run(cli: CliContext, kind_dir: Path, names: tuple[str, ...], namespace: str)
         raise click.ClickException(f"{template_path} does not exist: a kind needs deploy/cr.yaml, "
                                    "the template of a digi ('digi init' writes one)")
     driver = kind_dir / "driver"
-    failed = []
+    kind = crd["spec"]["names"]["kind"].lower()
+    existing = []
     for name in names:
         obj = render_cr(template_path.read_text(), name, namespace)
         if (driver / "handler.py").is_file():
@@ -199,15 +200,16 @@ def run(cli: CliContext, kind_dir: Path, names: tuple[str, ...], namespace: str)
         try:
             client.create(gvr, namespace, obj)
         except AlreadyExists:
-            failed.append(name)
-            click.echo(f"{crd['spec']['names']['kind'].lower()}/{name} already exists in {namespace}; "
-                       f"'digi stop {name}' first to restart it", err=True)
+            existing.append(name)  # the other NAMES are still created; the error comes after them
             continue
         except DigiError as e:
             raise click.ClickException(f"cannot create {name}: {e}") from None
-        click.echo(f"{crd['spec']['names']['kind'].lower()}/{name} created in {namespace}")
-    if failed:
-        raise click.exceptions.Exit(1)
+        click.echo(f"{kind}/{name} created in {namespace}")
+    if existing:
+        stop = " ".join(["digi stop", *(["-n", namespace] if namespace != "default" else []), *existing])
+        verb, them = ("exists", "it") if len(existing) == 1 else ("exist", "them")
+        raise click.ClickException(f"{', '.join(f'{kind}/{n}' for n in existing)} already {verb} in "
+                                   f"{namespace}; '{stop}' first to restart {them}")
 
 
 def _kind_crd(kind_dir: Path) -> JSON:
