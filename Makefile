@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing digi (editable) with its dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@# setuptools prints a banner for every editable install; this filter matches only that warning's text.
+	@PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the digi command into it (.venv/bin/digi)
