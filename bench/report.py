@@ -5,7 +5,8 @@ README.md carries between `<!-- bench:begin -->` and `<!-- bench:end -->`:
 machine and date, the latency table next to the floor and the paper, the
 scale/startup/data figures, and which targets are met, not met or not measured.
 With several files, a figure not measured in the first is taken from the first
-later file that measured it, and the text names each run's date.
+later file that measured it (else the latest file's reason), and the text names
+each run's date.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def _other_rows(figs: list[dict[str, Any]]) -> list[str]:
         if not f["measured"]:
             why = "(the same)" if f["reason"] == last_reason else f["reason"]
             last_reason = f["reason"]
-            rows.append(f"| `{f['key']}` | {f['unit']} | not measured: {why} | | |")
+            mark = " †" if f.get("run") else ""
+            rows.append(f"| `{f['key']}`{mark} | {f['unit']} | not measured: {why} | | |")
             continue
         head = f["p50"] if f["p50"] is not None else f["value"]
         mark = " †" if f.get("run") else ""
@@ -114,8 +116,10 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     figures = []
     for fig in first["figures"]:
         if not fig["measured"]:
-            fig = next((g | {"run": i} for i, run in enumerate(runs[1:], 1)
-                        for g in run["figures"] if g["key"] == fig["key"] and g["measured"]), fig)
+            later = [g | {"run": i} for i, run in enumerate(runs[1:], 1)
+                     for g in run["figures"] if g["key"] == fig["key"]]
+            # A later measurement, else the latest attempt's reason.
+            fig = next((g for g in later if g["measured"]), later[-1] if later else fig)
         figures.append(fig)
     return first | {"figures": figures, "later_runs": [r["machine"]["date"] for r in runs[1:]]}
 
