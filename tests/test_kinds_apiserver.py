@@ -159,7 +159,14 @@ def test_kubectl_get_shows_control_columns(space: Space, kube: client.ApiClient,
                                      "metadata": {"name": "g1"}, "spec": {"control": control}})
 
     def table(*extra: str) -> dict[str, str]:
-        header, row = kubectl(space, "get", gadget.plural, "-n", namespace, *extra).splitlines()
+        # A list of a resource established a moment ago can still come back empty
+        # (the server's cache of the new resource catches up), so wait for the row.
+        for _ in range(50):
+            lines = kubectl(space, "get", gadget.plural, "-n", namespace, *extra).splitlines()
+            if lines:
+                break
+            time.sleep(0.2)
+        header, row = lines
         return dict(zip(header.split(), row.split(), strict=True))
 
     shown = table()
