@@ -213,7 +213,7 @@ def test_own_write_is_skipped_and_do_not_skip_processes_it() -> None:
     assert len(calls2) == 2 and h2.spec["obs"]["n"] == 2
 
 
-def test_lost_write_keeps_handlers_pending_until_they_land() -> None:
+def test_lost_write_reruns_pending_handlers_on_the_newer_model_at_once() -> None:
     reg, runs = Registry(), []
 
     def do_power(p):  # type: ignore[no-untyped-def]
@@ -228,11 +228,35 @@ def test_lost_write_keeps_handlers_pending_until_they_land() -> None:
     h.client.update_spec({"meta": {"x": 5}})
     h.delivered += 1
     h.engine.handle(h.client.history[h.delivered - 1], h.client.history[h.delivered - 2])
-    assert h.client.conflicts == 1 and h.engine.pending == ["do_power"]
-    assert h.spec["control"]["power"].get("status") == "off"
-    h.pump()  # the meta-only change: do_power's condition is false, but it is pending
+    # It re-read the newer model (a meta-only change, where do_power's condition is false)
+    # and ran the pending handler there, without waiting for another event.
+    assert h.client.conflicts == 1 and h.engine.pending == []
     assert runs == ["off", "on", "on"]
-    assert h.spec["control"]["power"]["status"] == "on" and h.engine.pending == []
+    assert h.spec["control"]["power"]["status"] == "on"
+    h.pump()  # the event of the model it re-read, and of its own write: nothing left to do
+    assert runs == ["off", "on", "on"]
+
+
+def test_lost_write_waits_for_the_next_event_when_the_model_cannot_be_re_read() -> None:
+    class Unreadable(MemoryModelClient):
+        def get(self) -> dict[str, Any]:
+            raise DigiError("manager unreachable")
+
+    reg, runs = Registry(), []
+
+    def do_power(p):  # type: ignore[no-untyped-def]
+        runs.append(p.get("intent"))
+        p["status"] = p["intent"]
+
+    reg.add(do_power, ("control", "power"))
+    client = Unreadable({"metadata": {}, "spec": lamp_spec()})
+    engine = Engine(reg, client)
+    first = client.update_spec({"control": {"power": {"intent": "on"}}})
+    client.update_spec({"meta": {"x": 5}})
+    engine.handle(first, None)
+    assert client.conflicts == 1 and engine.pending == ["do_power"]
+    engine.handle(client.history[-1], first)  # the next event runs the pending handler
+    assert engine.pending == [] and runs == ["on", "on"]
 
 
 def test_handler_error_is_logged_stops_the_cycle_and_shows_on_obs_reason(caplog: pytest.LogCaptureFixture) -> None:

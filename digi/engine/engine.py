@@ -6,7 +6,11 @@ events that bring no new generation, computes the diff, (re)installs
 reflexes, runs the handlers in ascending priority on a copy of the model, and
 writes the result back once as a JSON merge patch through its `ModelClient`,
 guarded by the event's `resourceVersion`. A lost write (409) keeps the
-handlers that ran "pending" so they run again on the next event. A handler
+handlers that ran "pending" and runs them again at once on the newer model,
+read back through the client: waiting for the next event instead lost
+intents when the write that won was already delivered (the room's write
+losing to the mounter's, say). Only if that re-read fails do pending
+handlers wait for the next event. A handler
 that raises is logged with its traceback, the cycle stops there and the
 reason is written to `obs.reason`; the engine itself never raises from
 `handle`.
@@ -25,11 +29,14 @@ from digi.engine import current
 from digi.engine.diff import DiffEntry, back_prop, spec_diff
 from digi.engine.handlers import Handler, Registry
 from digi.engine.reflex import compile_reflexes
-from digi.errors import Conflict
+from digi.errors import Conflict, DigiError
 
 logger = logging.getLogger("digi.engine")
 
 REASON_PATH = ("obs", "reason")
+# Immediate re-runs after lost writes before waiting for the next event instead; bounded so a
+# model that another writer keeps changing cannot spin the driver.
+_CONFLICT_RETRIES = 5
 
 
 class ModelClient(Protocol):
@@ -111,6 +118,22 @@ class Engine:
                 logger.exception("%s: reconcile failed; waiting for the next event", self.name or "digi")
 
     def _handle(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+        lost, rereads = self._cycle(obj, old), 0
+        while lost and rereads < _CONFLICT_RETRIES:
+            try:
+                fresh = self.client.get()
+            except DigiError as e:
+                logger.info("%s: cannot re-read the model (%s); %d handler(s) pending for the next event",
+                            self.name, e, len(self._pending))
+                return
+            obj, old, rereads = fresh, obj, rereads + 1
+            lost = self._cycle(obj, old)
+        if lost:
+            logger.info("%s: still conflicting after %d re-reads; %d handler(s) pending for the next event",
+                        self.name, rereads, len(self._pending))
+
+    def _cycle(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+        """One cycle on `obj`; True when its write was lost to a newer model (409)."""
         meta = obj.get("metadata") or {}
         rv, generation = meta.get("resourceVersion"), meta.get("generation")
         spec: dict[str, Any] = copy.deepcopy(dict(obj.get("spec") or {}))
@@ -119,10 +142,10 @@ class Engine:
         if rv is not None and rv == self._own_rv:
             logger.debug("%s: skip generation %s, the driver's own write", self.name, generation)
             self._last_generation = generation
-            return
+            return False
         if generation is not None and generation == self._last_generation:
             logger.debug("%s: skip generation %s, already reconciled", self.name, generation)
-            return
+            return False
         self._last_generation = generation
         self.reconcile_count += 1
 
@@ -135,7 +158,7 @@ class Engine:
         proc = copy.deepcopy(spec)
         failure = self._run_handlers(proc, spec, old_spec or {}, diff)
         self._report(proc, failure or "; ".join(self._reflex_errors) or None)
-        self._write(spec, proc, rv)
+        return self._write(spec, proc, rv)
 
     def _run_handlers(self, proc: dict[str, Any], spec: dict[str, Any], old_spec: dict[str, Any],
                       diff: list[DiffEntry]) -> str | None:
@@ -177,22 +200,24 @@ class Engine:
                 del obs["reason"]
             self._reason_written = None
 
-    def _write(self, spec: dict[str, Any], proc: dict[str, Any], rv: str | None) -> None:
+    def _write(self, spec: dict[str, Any], proc: dict[str, Any], rv: str | None) -> bool:
+        """Write the cycle's changes; True when the model moved on first (409)."""
         patch = util.merge_patch(spec, proc)
         do_not_skip, self._do_not_skip = self._do_not_skip, False
         if not patch:
             self._pending.clear()
-            return
+            return False
         try:
             new = self.client.patch({"spec": patch}, resource_version=rv)
         except Conflict:
-            logger.info("%s: model moved on past %s; %d handler(s) pending for the next event",
+            logger.info("%s: model moved on past %s; re-running %d handler(s) on the newer model",
                         self.name, rv, len(self._pending))
-            return
+            return True
         self._pending.clear()
         with self._lock:
             self._view = copy.deepcopy(new.get("spec") or {})
         self._own_rv = None if do_not_skip else (new.get("metadata") or {}).get("resourceVersion")
+        return False
 
     # --- reflexes -------------------------------------------------------------
 
