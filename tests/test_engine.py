@@ -237,6 +237,32 @@ def test_lost_write_reruns_pending_handlers_on_the_newer_model_at_once() -> None
     assert runs == ["off", "on", "on"]
 
 
+def test_write_lost_to_a_metadata_only_change_still_runs_its_handlers() -> None:
+    """A write that changes no spec (labels, annotations, finalizers) keeps the generation; the
+    handlers whose write lost to it must still run on the re-read model, not be skipped as
+    "already reconciled" (an intent lost this way never reached the device)."""
+    reg, runs = Registry(), []
+
+    def do_power(p):  # type: ignore[no-untyped-def]
+        runs.append(p.get("intent"))
+        p["status"] = p["intent"]
+
+    reg.add(do_power, ("control", "power"))
+    h = Harness(reg, lamp_spec())
+    h.pump()
+    h.client.update_spec({"control": {"power": {"intent": "on"}}})
+    # Before the driver sees the intent, another writer changes something outside spec.
+    h.client.patch({"status": {"observed": True}})
+    generations = [o["metadata"]["generation"] for o in h.client.history[-2:]]
+    assert generations[0] == generations[1]
+    h.delivered += 1
+    h.engine.handle(h.client.history[h.delivered - 1], h.client.history[h.delivered - 2])
+    assert h.client.conflicts == 1 and h.engine.pending == []
+    assert h.spec["control"]["power"]["status"] == "on"
+    h.pump()
+    assert runs == ["off", "on", "on"]
+
+
 def test_lost_write_waits_for_the_next_event_when_the_model_cannot_be_re_read() -> None:
     class Unreadable(MemoryModelClient):
         def get(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Data flow: the transport (`digi.worker`) calls `Engine.handle(obj, old)` for
 each model event, in order. The engine skips events it caused itself and
-events that bring no new generation, computes the diff, (re)installs
+events that bring no new generation (unless handlers are pending), computes the diff, (re)installs
 reflexes, runs the handlers in ascending priority on a copy of the model, and
 writes the result back once as a JSON merge patch through its `ModelClient`,
 guarded by the event's `resourceVersion`. A lost write (409) keeps the
@@ -143,7 +143,9 @@ class Engine:
             logger.debug("%s: skip generation %s, the driver's own write", self.name, generation)
             self._last_generation = generation
             return False
-        if generation is not None and generation == self._last_generation:
+        if generation is not None and generation == self._last_generation and not self._pending:
+            # With handlers pending, a model of the same generation still runs them: the write
+            # they lost to may have changed metadata only, which leaves the generation alone.
             logger.debug("%s: skip generation %s, already reconciled", self.name, generation)
             return False
         self._last_generation = generation
