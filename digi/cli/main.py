@@ -2,8 +2,12 @@
 
 Each area of the CLI lives in its own module and exposes a list `commands`;
 this module only assembles them into one click group, so areas evolve
-independently. Global options (`--root`, `--kubeconfig`) are resolved once
-into a `digi.cli.context.CliContext` that every command receives.
+independently. The group imports an area when one of its commands is called
+(or listed by `--help`): `digi run` does not pay for the composition, lake
+and space modules' imports (networkx, FastAPI...), which was most of its
+start-up time. `tests/test_cli.py` checks `COMMANDS` against the areas.
+Global options (`--root`, `--kubeconfig`) are resolved once into a
+`digi.cli.context.CliContext` that every command receives.
 """
 
 from __future__ import annotations
@@ -15,19 +19,35 @@ import click
 
 from digi.cli.context import CliContext, default_root
 
-# Modules contributing commands, in the order `--help` lists them.
-_AREAS = (
-    "digi.cli.space_cmd",
-    "digi.cli.kinds_cmd",
-    "digi.cli.digis_cmd",
-    "digi.cli.compose_cmd",
-    "digi.cli.demo_cmd",
-    "digi.cli.build_cmd",
-    "digi.cli.lake_cmd",
-)
+# Every command, by the module (area) that defines it.
+COMMANDS = {
+    "space": "digi.cli.space_cmd",
+    "init": "digi.cli.kinds_cmd",
+    "gen": "digi.cli.kinds_cmd",
+    **dict.fromkeys(("run", "stop", "list", "check", "watch", "edit", "log"), "digi.cli.digis_cmd"),
+    **dict.fromkeys(("mount", "unmount", "yield", "activate", "graph", "pipe", "unpipe"), "digi.cli.compose_cmd"),
+    "demo": "digi.cli.demo_cmd",
+    "build": "digi.cli.build_cmd",
+    "query": "digi.cli.lake_cmd",
+    "lake": "digi.cli.lake_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their area module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        area = COMMANDS.get(cmd_name)
+        if area is None:
+            return None
+        commands: list[click.Command] = importlib.import_module(area).commands
+        return next(c for c in commands if c.name == cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -54,11 +74,6 @@ def cli(ctx: click.Context, root: Path, kubeconfig: Path | None) -> None:
       digi check l1
     """
     ctx.obj = CliContext(root=root, kubeconfig_override=kubeconfig)
-
-
-for _area in _AREAS:
-    for _command in importlib.import_module(_area).commands:
-        cli.add_command(_command)
 
 
 def main() -> None:
