@@ -5,9 +5,10 @@ with the worker's bearer token. HTTP 409/403/404 become `digi.errors.Conflict`
 / `Forbidden` / `NotFound`. Requests that cannot reach the manager (it is
 restarting, or another manager is taking over the lease) are retried with
 backoff for a while; a guarded patch is safe to retry because the
-resourceVersion precondition refuses a duplicate. A shared worker's clients
-share one `httpx.Client` (one connection pool) and send their own digi's
-token on every request.
+resourceVersion precondition refuses a duplicate. Requests go through
+`digi.worker.http.ManagerHttp` (keep-alive `http.client`, one connection per
+thread); a shared worker's clients share one and send their own digi's token
+on every request.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
-
 from digi.errors import Conflict, DigiError, Forbidden, NotFound
+from digi.worker.http import ManagerHttp, ManagerUnreachable
 
 _ERRORS: dict[int, type[DigiError]] = {409: Conflict, 403: Forbidden, 404: NotFound}
 # 503: the manager lost or has not yet got the lease; it is worth waiting for.
@@ -73,16 +73,12 @@ class WorkerEnv:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def manager_http(manager_url: str) -> httpx.Client:
-    return httpx.Client(base_url=manager_url, timeout=30.0, trust_env=False)
-
-
 class HttpModelClient:
-    def __init__(self, env: WorkerEnv, *, retry_for: float = 30.0, http: httpx.Client | None = None) -> None:
+    def __init__(self, env: WorkerEnv, *, retry_for: float = 30.0, http: ManagerHttp | None = None) -> None:
         self.env = env
         self.retry_for = retry_for
         self._owns_http = http is None
-        self._http = http or manager_http(env.manager_url)
+        self._http = http or ManagerHttp(env.manager_url)
         self._path = f"/api/v1/digis/{env.namespace}/{env.name}"
         self._params = {"gvr": env.gvr} if env.group and env.plural else {}
 
@@ -101,12 +97,12 @@ class HttpModelClient:
         delay = 0.2
         while True:
             try:
-                response = self._http.request(method, self._path, params=self._params, json=body,
+                response = self._http.request(method, self._path, params=self._params, body=body,
                                               headers=self.env.headers)
-                if response.status_code not in _RETRY_STATUS:
+                if response.status not in _RETRY_STATUS:
                     break
-                problem = f"HTTP {response.status_code}: {response.text}"
-            except httpx.TransportError as e:
+                problem = f"HTTP {response.status}: {response.text}"
+            except ManagerUnreachable as e:
                 problem = f"cannot reach the manager at {self.env.manager_url}: {e}"
             if time.monotonic() + delay > deadline:
                 raise DigiError(f"{method} digi {self.env.namespace}/{self.env.name}: {problem}")
@@ -119,8 +115,8 @@ class HttpModelClient:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        raise _ERRORS.get(response.status_code, DigiError)(
-            f"{method} digi {self.env.namespace}/{self.env.name}: HTTP {response.status_code}: {detail}"
+        raise _ERRORS.get(response.status, DigiError)(
+            f"{method} digi {self.env.namespace}/{self.env.name}: HTTP {response.status}: {detail}"
         )
 
 

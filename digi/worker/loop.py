@@ -63,7 +63,7 @@ def stream(url: str, env: WorkerEnv, on_message: Callable[[dict[str, Any]], None
     while not stop.is_set():
         try:
             with connect(url, additional_headers=env.headers, proxy=None, max_size=_MAX_MESSAGE,
-                         open_timeout=10) as ws:
+                         open_timeout=10, compression=None) as ws:
                 log.info("connected to the manager for %s", what)
                 delay = 0.2
                 while not stop.is_set():

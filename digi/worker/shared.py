@@ -7,7 +7,7 @@ the events of every digi the manager assigned to this process:
 
 - `ASSIGN {namespace, name, token}`: host the digi; an `Engine` over the
   driver's registry with its own `HttpModelClient` holding *that digi's*
-  token (all clients share one HTTP connection pool). The process never
+  token (all clients share one `ManagerHttp`). The process never
   holds a token the manager did not send, and every read/write names its
   digi and carries its token, so the manager's per-digi rule (403 for any
   other digi) applies unchanged.
@@ -15,7 +15,7 @@ the events of every digi the manager assigned to this process:
 - `LEAVE {namespace, name}`: drop the digi's engine.
 
 Messages of one digi run in order and never concurrently (`Lanes`); different
-digis run in parallel on a few threads (`DIGI_SHARED_THREADS`, default 4), so
+digis run in parallel on several threads (`DIGI_SHARED_THREADS`, default 16), so
 one slow handler does not stall the others. On reconnect the manager re-sends
 ASSIGN + MODEL for every member (a per-digi resync); an engine that is
 re-assigned with the same token is kept, so it still skips its own writes.
@@ -40,7 +40,8 @@ from urllib.parse import urlencode
 
 from digi.engine import Engine, default_registry
 from digi.engine.handlers import Registry
-from digi.worker.client import HttpModelClient, WorkerEnv, manager_http
+from digi.worker.client import HttpModelClient, WorkerEnv
+from digi.worker.http import ManagerHttp
 from digi.worker.loop import stream
 
 log = logging.getLogger("digi.worker")
@@ -92,10 +93,10 @@ class Lanes:
 class SharedWorker:
     """The engines of the digis assigned to this process, fed from the multiplexed stream."""
 
-    def __init__(self, registry: Registry, env: WorkerEnv, threads: int = 4) -> None:
+    def __init__(self, registry: Registry, env: WorkerEnv, threads: int = 16) -> None:
         self.registry = registry
         self.env = env
-        self.http = manager_http(env.manager_url)
+        self.http = ManagerHttp(env.manager_url)
         self.engines: dict[Key, tuple[str, Engine]] = {}  # key -> (token, engine)
         self._lock = threading.Lock()
         self.lanes = Lanes(threads)
@@ -150,7 +151,7 @@ def serve_shared(registry: Registry | None = None, environ: dict[str, str] | Non
     source = os.environ if environ is None else environ
     env = WorkerEnv.from_environ(source, shared=True)
     pool = source["DIGI_WORKER_POOL"]
-    worker = SharedWorker(registry or default_registry, env, int(source.get("DIGI_SHARED_THREADS", "4")))
+    worker = SharedWorker(registry or default_registry, env, int(source.get("DIGI_SHARED_THREADS", "16")))
     try:
         stream(shared_url(env, pool), env, worker.on_message, stop,
                f"shared worker {pool} ({env.kind or env.gvr} in {env.namespace})")

@@ -35,8 +35,10 @@ class HttpServers:
         self._started = threading.Event()
 
     def add(self, app: FastAPI, host: str, port: int) -> None:
+        # No permessage-deflate: workers talk to the manager on loopback or a cluster network,
+        # where compressing every model event cost more CPU than the bytes it saved.
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                ws_ping_interval=20, ws_ping_timeout=20)
+                                ws_ping_interval=20, ws_ping_timeout=20, ws_per_message_deflate=False)
         self._servers.append(uvicorn.Server(config))
 
     def start(self, timeout: float = 10.0) -> None:
