@@ -130,11 +130,20 @@ class Client:
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> JSON:
         """One request; the parsed JSON body, or a `DigiError` naming the request."""
+        raw = self.request_raw(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
+        return json.loads(raw) if raw else {}
+
+    def request_raw(
+        self, method: str, path: str, *, query: dict[str, Any] | None = None,
+        body: Any = None, content_type: str = "application/json",
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> bytes:
+        """One request; the JSON body as the server sent it (for relaying it unparsed)."""
         response = self._send(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
-        raw = response.data
+        raw: bytes = response.data
         if not 200 <= response.status < 300:
             raise _error(response.status, f"{method} {path}", raw)
-        return json.loads(raw) if raw else {}
+        return raw
 
     def get(self, gvr: GVR, namespace: str | None, name: str) -> JSON:
         return self.request("GET", gvr_path(gvr, namespace, name))
@@ -200,10 +209,19 @@ class Client:
               subresource: str | None = None) -> JSON:
         """Patch (JSON merge patch by default). With `resource_version` the write is
         refused with `Conflict` if the object moved on."""
+        raw = self.patch_raw(gvr, namespace, name, patch, content_type=content_type,
+                             resource_version=resource_version, subresource=subresource)
+        result: JSON = json.loads(raw)
+        return result
+
+    def patch_raw(self, gvr: GVR, namespace: str | None, name: str, patch: Any, *,
+                  content_type: str = MERGE_PATCH, resource_version: str | None = None,
+                  subresource: str | None = None) -> bytes:
+        """`patch`, returning the new object as the JSON bytes the API server sent."""
         if resource_version is not None and content_type == MERGE_PATCH:
             patch = {**patch, "metadata": {**(patch.get("metadata") or {}), "resourceVersion": resource_version}}
         path = gvr_path(gvr, namespace, name) + (f"/{subresource}" if subresource else "")
-        return self.request("PATCH", path, body=patch, content_type=content_type)
+        return self.request_raw("PATCH", path, body=patch, content_type=content_type)
 
     def delete(self, gvr: GVR, namespace: str | None, name: str, *,
                propagation: str | None = "Background") -> JSON:
