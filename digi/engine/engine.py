@@ -168,11 +168,11 @@ class Engine:
         view = copy.deepcopy(spec)
         bp = back_prop(diff)
         for handler in self._handlers:
-            snapshot = copy.deepcopy(proc)
+            snapshot = None  # taken only for a handler that runs: a copy per handler per cycle was costly
             try:
-                due = handler.order in self._pending or handler.holds(proc, diff)
-                if not due:
+                if not (handler.order in self._pending or handler.holds(proc, diff)):
                     continue
+                snapshot = copy.deepcopy(proc)
                 self._pending.add(handler.order)
                 # One _Sub per path, so `sv` and `mounts` of an @on.mount handler are the same dict.
                 subs = {path: _Sub(proc, path) for path in {handler.path, ("mount",), ("obs",), ("meta",)}}
@@ -186,8 +186,9 @@ class Engine:
                     sub.attach(proc)
             except Exception as e:
                 logger.exception("%s: handler %s failed; cycle stopped", self.name or "digi", handler.name)
-                proc.clear()
-                proc.update(snapshot)
+                if snapshot is not None:
+                    proc.clear()
+                    proc.update(snapshot)
                 return f"handler {handler.name} failed: {type(e).__name__}: {e}"
         return None
 
