@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import textwrap
+import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -32,9 +33,9 @@ from digi.worker.shared import shared_url
 from manager.cache import CRD_GVR, crd_gvr
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
-from manager.types import GVR
-from manager.workers.base import pool_id
-from manager.workers.local import worker_files
+from manager.types import GVR, ObjectKey
+from manager.workers.base import RUNNING, WorkerSpec, pool_id
+from manager.workers.local import _Pool, worker_files
 from tests.manager_fixtures import ManagerProcess, probe_crd, wait_for
 
 pytestmark = pytest.mark.slow
@@ -284,3 +285,30 @@ def test_switching_a_kind_to_shared_moves_its_running_digis(
     shared = {wait_for(partial(pid_of, n, "on"), 60, f"{n} in the shared worker") for n in ("a", "b")}
     assert len(shared) == 1 and not shared & own
     client.delete(CRD_GVR, None, crd["metadata"]["name"])
+
+
+def test_pool_state_survives_members_joining_while_the_supervisor_writes(tmp_path: Path) -> None:
+    """The pool's state file is written from the supervisor and from joining members at once;
+    a shared temp file used to make one rename fail, killing the supervisor thread (CI saw the
+    shared worker never start). No process is started here: the writers are called directly."""
+    pool = _Pool(WorkerSpec(ObjectKey(GVR_, "ns", "m0"), "SharedProbe", {}, driver_dir=str(tmp_path),
+                            pool="_shared-x"), tmp_path, lambda *_: None)
+    errors: list[BaseException] = []
+
+    def run(fn: Any) -> None:
+        try:
+            for _ in range(100):
+                fn()
+        except BaseException as e:  # any failure of a writer is the finding
+            errors.append(e)
+
+    writers = [threading.Thread(target=run, args=(partial(pool._set, RUNNING),))] + [
+        threading.Thread(target=run, args=(partial(pool.join, WorkerSpec(
+            ObjectKey(GVR_, "ns", f"m{i}"), "SharedProbe", {}, driver_dir=str(tmp_path), pool="_shared-x")),))
+        for i in range(4)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    assert errors == []
+    assert json.loads(pool.state_path.read_text())["members"] == 4

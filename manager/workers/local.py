@@ -67,6 +67,7 @@ class _Worker:
         self.state = STARTING
         self.restarts = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"worker {spec.key}", daemon=True)
 
@@ -78,15 +79,19 @@ class _Worker:
         self._write_state(self.state_path, self.spec.key.name, state, **extra)
 
     def _write_state(self, path: Path, name: str, state: str, **extra: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "kind": self.spec.kind, "gvr": str(self.spec.key.gvr), "namespace": self.spec.key.namespace,
-            "name": name, "state": state, "restarts": self.restarts,
-            "pid": self.proc.pid if self.proc and state == RUNNING else None,
-            "driver_dir": self.spec.driver_dir, "log": str(self.log_path), "since": time.time(), **extra,
-        }))
-        tmp.replace(path)
+        # A pool's file is written by its supervisor thread and by the dispatcher's threads
+        # (members joining and leaving) at once: unserialised, two writers shared the temp file
+        # and one's rename failed, which killed the supervisor before it started the process.
+        with self._state_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({
+                "kind": self.spec.kind, "gvr": str(self.spec.key.gvr), "namespace": self.spec.key.namespace,
+                "name": name, "state": state, "restarts": self.restarts,
+                "pid": self.proc.pid if self.proc and state == RUNNING else None,
+                "driver_dir": self.spec.driver_dir, "log": str(self.log_path), "since": time.time(), **extra,
+            }))
+            tmp.replace(path)
 
     @property
     def event_obj(self) -> dict[str, Any]:
