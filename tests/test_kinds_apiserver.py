@@ -160,9 +160,10 @@ def test_kubectl_get_shows_control_columns(space: Space, kube: client.ApiClient,
 
     def table(*extra: str) -> dict[str, str]:
         # A list of a resource established a moment ago can still come back empty
-        # (the server's cache of the new resource catches up), so wait for the row.
+        # (the server's cache of the new resource catches up), so wait for the row. The
+        # resource is named with its group: another test's kind is also called `gadgets`.
         for _ in range(50):
-            lines = kubectl(space, "get", gadget.plural, "-n", namespace, *extra).splitlines()
+            lines = kubectl(space, "get", gadget.crd_name, "-n", namespace, *extra).splitlines()
             if lines:
                 break
             time.sleep(0.2)
