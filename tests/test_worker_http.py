@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -16,7 +17,7 @@ from digi.worker.http import ManagerHttp, ManagerUnreachable
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     drop_after_reply = False
-    peers: list[int] = []
+    peers: ClassVar[list[int]] = []
 
     def do_PATCH(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
