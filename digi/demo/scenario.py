@@ -3,7 +3,7 @@
 `Office` names the digis; `OfficeRun` drives a dSpace through the `digi` command
 line (run, mount, graph, query — so the demo exercises what a user types) and the
 Kubernetes API (the few model patches a user would make with `kubectl patch`), in
-this order: `preflight` (are all the parts there?), then `reset` (remove a previous run),
+this order: `preflight` (are the kinds in digis/ complete?), then `reset` (remove a previous run),
 `create`, `configure`, `compose` (mounts, in an order that gives the replay the
 sensors and the room the lamps, see digis/README.md), `start`, `follow` (progress),
 `settle` (wait for the pipelines into the room and the building). `digi.demo.observe`
@@ -12,7 +12,6 @@ then reads what the product produced.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -31,26 +30,6 @@ from digi.kinds.model import load_kind
 PROJECT = Path(__file__).resolve().parents[2]
 KINDS = ("building", "room", "lamp", "occupancy", "sensor", "replay")
 KIND_FILES = ("model.yaml", "crd.yaml", "deploy/cr.yaml", "driver/handler.py")
-# CLI verbs the scenario uses, and the part of the project that provides each.
-COMMANDS = {
-    "space": "the local dSpace (digi space, issue #2)",
-    "run": "the manager and workers (digi run, issue #4)",
-    "mount": "composition (digi mount, issue #5)",
-    "graph": "composition (digi graph, issue #5)",
-    "query": "the data plane (digi query, issue #6)",
-}
-LIBRARY = {
-    "digi.on": "the driver library (digi.on, issue #3)",
-    "digi.dbox": "the driver library (digi.dbox, issue #3)",
-    "digi.pool": "the data plane (digi.pool, issue #6)",
-}
-KIND_OWNERS = {
-    "building": "composition (digis/building, issue #5)",
-    "room": "composition (digis/room, issue #5)",
-    "lamp": "kinds (digis/lamp, issues #3/#4)",
-}
-
-
 class DemoError(Exception):
     """The scenario cannot go on; the message says what is missing or wrong and what to do."""
 
@@ -111,25 +90,19 @@ def missing_attributes(kind: str) -> list[str]:
 
 
 def missing_parts() -> list[str]:
-    """What the scenario needs that this checkout does not have, each with its owner."""
-    from digi.cli.main import cli
+    """What the scenario needs of `digis/` that is absent or lacks its data-time attributes.
 
-    missing = [f"`digi {verb}` — {owner}" for verb, owner in COMMANDS.items() if verb not in cli.commands]
-    for module, owner in LIBRARY.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            missing.append(f"`{module}` — {owner}")
+    The kinds are ordinary directories a user may edit or remove; finding that out
+    before the space starts beats a worker crashing half-way through the replay.
+    """
+    missing = []
     for kind in KINDS:
         absent = [f for f in KIND_FILES if not (kind_dir(kind) / f).exists()]
-        owner = KIND_OWNERS.get(kind, "the demo (issue #7)")
         if absent:
-            missing.append(f"digis/{kind}/{{{','.join(absent)}}} — {owner}")
+            missing.append(f"digis/{kind}/{{{','.join(absent)}}}: restore it (git checkout -- digis/{kind})")
         elif attrs := missing_attributes(kind):
             missing.append(f"digis/{kind}/model.yaml has no {', '.join(attrs)}, which carries the data "
-                           f"time through the scenario (see digis/README.md) — {owner}")
+                           "time through the scenario (see digis/README.md)")
     return missing
 
 
@@ -137,8 +110,7 @@ def preflight() -> None:
     """Fail with the list of missing parts, before anything is started."""
     missing = missing_parts()
     if missing:
-        raise DemoError("the demo needs parts this checkout does not have yet:\n  - "
-                        + "\n  - ".join(missing))
+        raise DemoError("the demo cannot run with this checkout's digis/:\n  - " + "\n  - ".join(missing))
 
 
 class DigiCli:
