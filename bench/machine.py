@@ -53,6 +53,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def source_revision() -> str:
+    """The commit the figures were measured at, `+dirty` when the tree had changes."""
+    root = Path(__file__).resolve().parents[1]
+    head = _first_line(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def describe() -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -63,4 +72,5 @@ def describe() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": {name: tool_version(name) for name in _VERSION_ARGS},
+        "revision": source_revision(),
     }

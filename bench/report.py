@@ -28,28 +28,40 @@ def _n(x: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
+def _lost(fig: dict[str, Any]) -> str:
+    """Samples a distribution lacks: timed-out trials, or propagations that never completed.
+
+    They are not in its percentiles, so the table shows how many there were.
+    """
+    extra = fig.get("extra") or {}
+    lost = extra.get("lost", extra.get("never_completed", 0))
+    count = len(lost) if isinstance(lost, list) else int(lost)
+    return str(count) if count else ""
+
+
 def _latency_rows(figs: list[dict[str, Any]]) -> list[str]:
-    rows = ["| figure | API writes | p50 | p99 | floor p50 | ratio to floor (p50) | ratio to paired floor (p50) "
-            "| paper |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| figure | API writes | p50 | p99 | lost | floor p50 | ratio to floor (p50) "
+            "| ratio to paired floor (p50) | paper |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in figs:
         if not (f["key"].startswith(("lamp.", "room_lamp.", "chain.d"))):
             continue
         if not f["measured"]:
             rows.append(f"| `{f['key']}` | {f['api_writes']} | not measured: {f['reason']} "
-                        "| | | | | |")
+                        "| | | | | | |")
             continue
         floor = f["floor"] or {}
         extra = f.get("extra", {})
         rows.append(
             f"| `{f['key']}` | {f['api_writes']} | {_n(f['p50'], 'ms')} | {_n(f['p99'], 'ms')} "
-            f"| {_n(floor.get('p50'), 'ms')} | {_n(f['ratio_to_floor_p50'])} "
+            f"| {_lost(f)} | {_n(floor.get('p50'), 'ms')} | {_n(f['ratio_to_floor_p50'])} "
             f"| {_n(extra.get('ratio_to_paired_floor_p50'))} "
             f"| {_n(PAPER.get(f['key']), 'ms') if f['key'] in PAPER else ''} |")
     return rows
 
 
 def _other_rows(figs: list[dict[str, Any]]) -> list[str]:
-    rows = ["| figure | unit | p50 / value | p99 | n |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| figure | unit | p50 / value | p99 | n | lost |", "| --- | --- | --- | --- | --- | --- |"]
     last_reason = None
     for f in figs:
         if f["key"].startswith(("floor.", "lamp.", "room_lamp.", "chain.d")):
@@ -58,12 +70,12 @@ def _other_rows(figs: list[dict[str, Any]]) -> list[str]:
             why = "(the same)" if f["reason"] == last_reason else f["reason"]
             last_reason = f["reason"]
             mark = " †" if f.get("run") else ""
-            rows.append(f"| `{f['key']}`{mark} | {f['unit']} | not measured: {why} | | |")
+            rows.append(f"| `{f['key']}`{mark} | {f['unit']} | not measured: {why} | | | |")
             continue
         head = f["p50"] if f["p50"] is not None else f["value"]
         mark = " †" if f.get("run") else ""
         rows.append(f"| `{f['key']}`{mark} | {f['unit']} | {_n(head)} | {_n(f['p99'])} "
-                    f"| {f['trials']} |")
+                    f"| {f['trials']} | {_lost(f)} |")
     return rows
 
 
@@ -87,7 +99,8 @@ def render(data: dict[str, Any]) -> str:
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average "
         f"{m['load_avg_1m_at_start']} at start (a machine shared with other work); "
         f"kube-apiserver {v['kube-apiserver']}, etcd {v['etcd'].split()[-1]}, "
-        f"zed {v['zed'].split()[-1]}, Python {m['python']}. Definitions: "
+        f"zed {v['zed'].split()[-1]}, Python {m['python']}, at commit "
+        f"{m.get('revision', 'unknown')}. Definitions: "
         "[bench/README.md](bench/README.md).",
         *([f"Figures marked † come from a second run ({', '.join(data['later_runs'])}) "
            "of the sections the first could not complete, on the same machine."]

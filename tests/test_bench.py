@@ -64,7 +64,8 @@ def test_analyse_counts_supersession_and_misses() -> None:
         {"ev": "lamp", "digi": lamp_name(0), "v": 2.0, "start": 1.2},
         {"ev": "lamp", "digi": lamp_name(1), "v": 2.0, "start": 1.5},
     ]
-    latencies, rate, missing = analyse(updates, log)
-    assert sorted(round(x) for x in latencies) == [100, 200, 500, 1500]
-    assert missing == 2 * (PER_ROOM - 2)
-    assert rate == 4 / 1.5
+    out = analyse(updates, log)
+    assert sorted(round(x) for x in out.latencies) == [100, 200, 500, 1500]
+    assert out.never_completed == 2 * (PER_ROOM - 2)
+    assert out.superseded == 1  # lamp 1's 1.0, completed by 2.0
+    assert out.rate == 4 / 1.5
