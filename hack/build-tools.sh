@@ -28,7 +28,7 @@ if [ "$#" -gt 0 ]; then
   tools=("${selected[@]}")
 fi
 
-command -v go >/dev/null || { echo "make tools: 'go' is not on PATH; install Go 1.25 or newer" >&2; exit 1; }
+command -v go >/dev/null || { echo "make tools: 'go' is not on PATH; install Go 1.26 or newer (the pinned etcd and Helm modules need it)" >&2; exit 1; }
 
 # kube-apiserver's version string comes from ldflags, as in Kubernetes' own build.
 ldflags_for() {
