@@ -162,12 +162,10 @@ class Dispatcher:
         pool = self._pool_of.get(key)
         return self._pools[pool].session if pool is not None else self._sessions.get(key)
 
-    def resolve(self, namespace: str, name: str, gvr: str | None = None) -> ObjectKey | None:
-        """The key of digi namespace/name (`gvr` disambiguates kinds sharing a name)."""
-        found = self.cache.find_digi(namespace, name)
-        if gvr is not None:
-            found = [(g, o) for g, o in found if str(g) == gvr]
-        return ObjectKey(found[0][0], namespace, name) if len(found) == 1 else None
+    def is_digi(self, key: ObjectKey) -> bool:
+        """Whether `key` is a digi this manager knows (its kind is a digi kind and the object exists)."""
+        # The kind is checked first: `cache.get` would start an informer for any GVR.
+        return key.gvr in self.cache.digi_kinds() and self.cache.get(*key) is not None
 
     def attach(self, key: ObjectKey, loop: asyncio.AbstractEventLoop) -> Session | None:
         """A new connection for `key`, primed with the resync message; None if the digi is gone.
@@ -217,7 +215,7 @@ class Dispatcher:
             return session
 
     def _assign_locked(self, session: Session, key: ObjectKey, obj: JSON) -> None:
-        session.push(Message(None, type=ASSIGN, digi=key, token=self.tokens.token(key.namespace, key.name)))
+        session.push(Message(None, type=ASSIGN, digi=key, token=self.tokens.token(key)))
         session.push(Message(obj, self._last_sent.get(key), digi=key))
         self._last_sent[key] = obj
 
@@ -253,12 +251,12 @@ class Dispatcher:
             del self._pools[pool_key]
 
     def identify(self, token: str) -> str:
-        """Which digi a token belongs to, for the log line of a refused request."""
+        """Which digi's worker a token belongs to, for the log line of a refused request."""
         for gvr in self.cache.digi_kinds():
             for obj in self.cache.list(gvr):
-                meta = obj["metadata"]
-                if self.tokens.verify(token, meta.get("namespace", ""), meta["name"]):
-                    return f"{meta.get('namespace')}/{meta['name']}"
+                key = ObjectKey.of(gvr, obj)
+                if self.tokens.verify(token, key):
+                    return f"the worker of {gvr} {key.namespace}/{key.name}"
         return "an unknown worker"
 
     # -- lifecycle path --------------------------------------------------------------
@@ -275,9 +273,9 @@ class Dispatcher:
         }
         if pool:
             # The process is the pool's: it gets the pool's token and each digi's over the stream.
-            env.update(DIGI_WORKER_POOL=pool, DIGI_TOKEN=self.tokens.pool_token(key.namespace, str(key.gvr), pool))
+            env.update(DIGI_WORKER_POOL=pool, DIGI_TOKEN=self.tokens.pool_token(key.namespace, key.gvr, pool))
         else:
-            env.update(NAME=key.name, DIGI_TOKEN=self.tokens.token(key.namespace, key.name))
+            env.update(NAME=key.name, DIGI_TOKEN=self.tokens.token(key))
         return WorkerSpec(
             key=key, kind=kind, env=env, uid=obj["metadata"].get("uid", ""), obj=obj, pool=pool,
             driver_dir=driver_dir, image=annotation(IMAGE_ANNOTATION, obj, crd),

@@ -163,6 +163,7 @@ PROBE_DRIVER = textwrap.dedent('''
                 ns, name = target.split("/")
                 r = httpx.patch(
                     f"{os.environ['DIGI_MANAGER_URL']}/api/v1/digis/{ns}/{name}",
+                    params={"gvr": "/".join(os.environ[k] for k in ("GROUP", "VERSION", "PLURAL"))},
                     headers={"Authorization": f"Bearer {os.environ['DIGI_TOKEN']}"},
                     json={"patch": {"spec": {"control": {"power": {"status": "hacked"}}}}},
                     trust_env=False,

@@ -67,7 +67,7 @@ DRIVER = textwrap.dedent('''
             return
         env = current_engine().client.env  # the token this process holds for *this* digi
         ns, name = target.split("/")
-        r = httpx.patch(f"{env.manager_url}/api/v1/digis/{ns}/{name}", headers=env.headers,
+        r = httpx.patch(f"{env.manager_url}/api/v1/digis/{ns}/{name}", params={"gvr": env.gvr}, headers=env.headers,
                         json={"patch": {"spec": {"control": {"power": {"status": "hacked"}}}}}, trust_env=False)
         obs["attack"] = r.status_code
         obs["attack_target"] = target
@@ -193,13 +193,14 @@ def test_a_hosted_digi_cannot_write_another_digi(
     assert f"{namespace}/attacker tried to patch digi {namespace}/victim" in manager.log()
 
     tokens = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
-    pool_token = tokens.pool_token(namespace, str(GVR_), pool_id(str(driver)))
-    forged = httpx.patch(f"{manager.url}/api/v1/digis/{namespace}/victim", headers={"Authorization": f"Bearer {pool_token}"},
+    pool_token = tokens.pool_token(namespace, GVR_, pool_id(str(driver)))
+    forged = httpx.patch(f"{manager.url}/api/v1/digis/{namespace}/victim", params={"gvr": str(GVR_)},
+                         headers={"Authorization": f"Bearer {pool_token}"},
                          json={"patch": {"spec": {"meta": {"x": 1}}}}, trust_env=False)
     assert forged.status_code == 403, "the pool's token opens its stream only, it writes no digi"
 
-    victim_env = WorkerEnv(manager.url, tokens.token(namespace, "victim"), GVR_.group, GVR_.version, GVR_.plural,
-                           "SharedProbe", "", namespace)
+    victim_token = tokens.token(ObjectKey(GVR_, namespace, "victim"))
+    victim_env = WorkerEnv(manager.url, victim_token, GVR_.group, GVR_.version, GVR_.plural, "SharedProbe", "", namespace)
     with pytest.raises(InvalidStatus) as refused, \
             connect(shared_url(victim_env, pool_id(str(driver))), additional_headers=victim_env.headers, proxy=None):
         pass

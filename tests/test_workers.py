@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
@@ -27,6 +28,7 @@ from digi.worker.loop import events_url
 from manager.events import EVENT_GVR
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
+from manager.types import ObjectKey
 from manager.workers.local import worker_files
 from tests.manager_fixtures import (
     PROBE_GVR,
@@ -130,8 +132,20 @@ def test_guarded_write_through_the_manager_is_refused_when_stale(
     assert client.get(PROBE_GVR, namespace, "g1")["spec"]["meta"]["x"] == 1
 
 
+def test_every_request_must_name_the_kind(manager: ManagerProcess, client: Client, namespace: str) -> None:
+    client.create(PROBE_GVR, namespace, probe("n1", namespace, None))
+    headers = {"Authorization": f"Bearer {_token(manager, namespace, 'n1')}"}
+    url = f"{manager.url}/api/v1/digis/{namespace}/n1"
+    wait_for(lambda: httpx.get(url, params={"gvr": str(PROBE_GVR)}, headers=headers).status_code == 200, 30,
+             "the manager to know n1")
+    assert httpx.get(url, headers=headers).status_code == 422
+    assert httpx.get(url, params={"gvr": "probes"}, headers=headers).status_code == 422
+    assert httpx.get(url, params={"gvr": "other.digi.dev/v1/probes"}, headers=headers).status_code == 403
+
+
 def _token(manager: ManagerProcess, namespace: str, name: str) -> str:
-    return TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret").token(namespace, name)
+    issuer = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
+    return issuer.token(ObjectKey(PROBE_GVR, namespace, name))
 
 
 def test_one_watch_per_kind_however_many_digis(manager: ManagerProcess, client: Client, driver: Path, namespace: str) -> None:

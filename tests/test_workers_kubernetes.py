@@ -15,6 +15,7 @@ from digi.cli.main import cli
 from manager.events import EVENT_GVR
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
+from manager.types import ObjectKey
 from manager.workers.kubernetes import DEPLOYMENT_GVR, SECRET_GVR
 from tests.manager_fixtures import PROBE_GVR, ManagerProcess, ensure_probe_crd, probe, wait_for
 
@@ -52,7 +53,8 @@ def test_a_digi_gets_a_deployment_owned_by_it(manager: ManagerProcess, namespace
     secret = client.get(SECRET_GVR, namespace, token_ref["name"])
     token = base64.b64decode(secret["data"][token_ref["key"]]).decode()
     issuer = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
-    assert issuer.verify(token, namespace, "d1") and not issuer.verify(token, namespace, "other")
+    assert issuer.verify(token, ObjectKey(PROBE_GVR, namespace, "d1"))
+    assert not issuer.verify(token, ObjectKey(PROBE_GVR, namespace, "other"))
     assert secret["metadata"]["ownerReferences"][0]["uid"] == digi["metadata"]["uid"]
     events, _ = client.list_all(EVENT_GVR, namespace)
     assert any(e["reason"] == "WorkerDeployed" and e["involvedObject"]["name"] == "d1" for e in events)

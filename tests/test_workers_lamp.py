@@ -19,16 +19,23 @@ import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from digi.cli.main import cli
+from digi.worker.client import WorkerEnv
+from digi.worker.loop import events_url
 from manager.kube import Client
-from manager.types import GVR
+from manager.server.tokens import TokenIssuer
+from manager.types import GVR, ObjectKey
 from tests.manager_fixtures import REPO, ManagerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 
 LAMP = GVR("mock.digi.dev", "v1", "lamps")
+ROOM = GVR("mock.digi.dev", "v1", "rooms")
 LAMP_DIR = REPO / "digis" / "lamp"
+ROOM_DIR = REPO / "digis" / "room"
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +204,35 @@ def test_a_name_in_two_namespaces_must_be_qualified(manager: ManagerProcess, cli
         assert "stopped" in digi(manager, "stop", f"{other}/twin")
     finally:
         client.delete(namespaces, None, other)
+
+
+def test_a_lamps_token_is_refused_for_the_room_of_the_same_name(
+    manager: ManagerProcess, client: Client, namespace: str
+) -> None:
+    digi(manager, "run", str(ROOM_DIR), "x", "-n", namespace)
+    digi(manager, "run", str(LAMP_DIR), "x", "-n", namespace)
+    wait_for(partial(has_status, client, namespace, "x", "off"), 60, "the lamp x to start")
+    room_log = manager.root / "workers" / namespace / "rooms" / "x.log"
+    wait_for(lambda: "connected to the manager" in room_log.read_text(), 60, "the room x's worker to connect")
+    issuer = TokenIssuer.from_file(manager.root / "manager" / "worker-token.secret")
+    lamp_token = issuer.token(ObjectKey(LAMP, namespace, "x"))
+    headers = {"Authorization": f"Bearer {lamp_token}"}
+    url = f"{manager.url}/api/v1/digis/{namespace}/x"
+
+    assert httpx.get(url, params={"gvr": str(LAMP)}, headers=headers).json()["kind"] == "Lamp"
+    assert httpx.get(url, params={"gvr": str(ROOM)}, headers=headers).status_code == 403
+    forged = httpx.patch(url, params={"gvr": str(ROOM)}, headers=headers,
+                         json={"patch": {"spec": {"control": {"power": {"status": "hacked"}}}}})
+    assert forged.status_code == 403
+    assert f"tried to patch digi {namespace}/x of {ROOM}" in manager.log()
+    as_room = WorkerEnv(manager.url, lamp_token, ROOM.group, ROOM.version, ROOM.plural, "Room", "x", namespace)
+    with pytest.raises(InvalidStatus) as refused, connect(events_url(as_room), additional_headers=as_room.headers,
+                                                           proxy=None):
+        pass
+    assert refused.value.response.status_code == 403
+
+    # The room's own worker kept its stream: it still drives the room (without lamps, status follows intent).
+    client.patch(ROOM, namespace, "x", {"spec": {"control": {"power": {"intent": "on"}}}})
+    wait_for(lambda: client.get(ROOM, namespace, "x")["spec"]["control"]["power"].get("status") == "on", 60,
+             "the room's worker to set its status")
+    assert "manager closed the stream" not in room_log.read_text(), "nobody took over the room's stream"

@@ -1,7 +1,8 @@
 """`HttpModelClient`: the engine's `ModelClient` over the manager's worker API.
 
-`get()` and `patch()` map to `GET`/`PATCH /api/v1/digis/{namespace}/{name}`
-with the worker's bearer token. HTTP 409/403/404 become `digi.errors.Conflict`
+`get()` and `patch()` map to `GET`/`PATCH /api/v1/digis/{namespace}/{name}?gvr=`
+with the worker's bearer token (the token is its digi's, kind included, so
+`gvr` is always sent). HTTP 409/403/404 become `digi.errors.Conflict`
 / `Forbidden` / `NotFound`. Requests that cannot reach the manager (it is
 restarting, or another manager is taking over the lease) are retried with
 backoff for a while; a guarded patch is safe to retry because the
@@ -45,7 +46,9 @@ class WorkerEnv:
     def from_environ(cls, environ: Mapping[str, str] | None = None, *, shared: bool = False) -> WorkerEnv:
         """The worker's environment; `shared`: a shared worker's (no NAME: it hosts many digis)."""
         env = os.environ if environ is None else environ
-        required = ("DIGI_MANAGER_URL", "DIGI_TOKEN", "NAMESPACE") + (("DIGI_WORKER_POOL",) if shared else ("NAME",))
+        # The manager's token names the digi's kind, and every request must name it too.
+        required = ("DIGI_MANAGER_URL", "DIGI_TOKEN", "GROUP", "VERSION", "PLURAL", "NAMESPACE") + (
+            ("DIGI_WORKER_POOL",) if shared else ("NAME",))
         missing = [k for k in required if not env.get(k)]
         if missing:
             raise DigiError(
@@ -55,7 +58,7 @@ class WorkerEnv:
             )
         return cls(
             manager_url=env["DIGI_MANAGER_URL"].rstrip("/"), token=env["DIGI_TOKEN"],
-            group=env.get("GROUP", ""), version=env.get("VERSION", ""), plural=env.get("PLURAL", ""),
+            group=env["GROUP"], version=env["VERSION"], plural=env["PLURAL"],
             kind=env.get("KIND", ""), name=env.get("NAME", ""), namespace=env["NAMESPACE"],
             lake_url=env.get("DIGI_LAKE_URL", ""),
         )
@@ -80,7 +83,7 @@ class HttpModelClient:
         self._owns_http = http is None
         self._http = http or ManagerHttp(env.manager_url)
         self._path = f"/api/v1/digis/{env.namespace}/{env.name}"
-        self._params = {"gvr": env.gvr} if env.group and env.plural else {}
+        self._params = {"gvr": env.gvr}
 
     def get(self) -> dict[str, Any]:
         return self._request("GET")

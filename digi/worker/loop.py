@@ -1,6 +1,6 @@
 """`serve(engine)`: receive the digi's model events from the manager and feed the engine.
 
-The WebSocket `/api/v1/workers/events` delivers `{"type": "MODEL", "object",
+The WebSocket `/api/v1/workers/events?gvr=&ns=&name=` delivers `{"type": "MODEL", "object",
 "old"}` in order; each is handed to `engine.handle(object, old)` on this
 thread, so handlers of one digi never run concurrently. When the connection
 drops (manager restart, lease handover, network), `serve` reconnects with
@@ -37,9 +37,7 @@ class EventSink(Protocol):
 
 def events_url(env: WorkerEnv) -> str:
     base = env.manager_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    query = {"ns": env.namespace, "name": env.name}
-    if env.group and env.plural:
-        query["gvr"] = env.gvr
+    query = {"gvr": env.gvr, "ns": env.namespace, "name": env.name}
     return f"{base}/api/v1/workers/events?{urlencode(query)}"
 
 

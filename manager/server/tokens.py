@@ -1,14 +1,19 @@
-"""Per-digi worker tokens: HMAC-SHA256 of `namespace/name` under the manager's secret.
+"""Per-digi worker tokens: HMAC-SHA256 of `digi:group/version/plural/namespace/name` under the manager's secret.
 
-A token proves "I am the worker of namespace/name" and nothing else; the
-manager checks it on every worker request. The secret is loaded from (or
+A token proves "I am the worker of this digi" and nothing else; the manager
+checks it on every worker request against the kind *and* the name the request
+names. The kind is part of the MAC because two kinds may each have a digi
+`ns/x`: a token of `namespace/name` alone let the Lamp `ns/x`'s worker read,
+patch and take over the stream of the Room `ns/x`. No part can contain `/`
+(group, version and plural are DNS names, namespace and name Kubernetes
+names), so the message names exactly one digi. The secret is loaded from (or
 created in) a file, so a restarted manager accepts the tokens of workers it
 did not start itself (Deployments of the kubernetes backend).
 
 A shared worker's connection token (`pool_token`) is the HMAC of
-`pool:namespace:gvr:pool`: it opens that pool's event stream and nothing else
-(no digi's `namespace/name` can contain `:`, so it never verifies as a digi's
-token). The pool receives each assigned digi's own token over that stream.
+`pool:namespace:group/version/plural/pool`: it opens that pool's event stream
+and nothing else (the prefixes differ, so it never verifies as a digi's token).
+The pool receives each assigned digi's own token over that stream.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+
+from manager.types import GVR, ObjectKey
 
 
 class TokenIssuer:
@@ -36,14 +43,18 @@ class TokenIssuer:
                 f.write(secrets.token_hex(32))
         return cls(path.read_text().strip().encode())
 
-    def token(self, namespace: str, name: str) -> str:
-        return hmac.new(self._secret, f"{namespace}/{name}".encode(), hashlib.sha256).hexdigest()
+    def _mac(self, message: str) -> str:
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()
 
-    def verify(self, token: str, namespace: str, name: str) -> bool:
-        return hmac.compare_digest(token, self.token(namespace, name))
+    def token(self, key: ObjectKey) -> str:
+        """The token of the worker of digi `key` (its kind, namespace and name)."""
+        return self._mac(f"digi:{key.gvr}/{key.namespace}/{key.name}")
 
-    def pool_token(self, namespace: str, gvr: str, pool: str) -> str:
-        return self.token(f"pool:{namespace}:{gvr}", pool)
+    def verify(self, token: str, key: ObjectKey) -> bool:
+        return hmac.compare_digest(token, self.token(key))
 
-    def verify_pool(self, token: str, namespace: str, gvr: str, pool: str) -> bool:
+    def pool_token(self, namespace: str, gvr: GVR, pool: str) -> str:
+        return self._mac(f"pool:{namespace}:{gvr}/{pool}")
+
+    def verify_pool(self, token: str, namespace: str, gvr: GVR, pool: str) -> bool:
         return hmac.compare_digest(token, self.pool_token(namespace, gvr, pool))

@@ -1,22 +1,23 @@
 """The worker API: the only way a worker sees and changes the world.
 
-- `WS /api/v1/workers/events?ns=&name=` streams the digi's models (see
+- `WS /api/v1/workers/events?gvr=&ns=&name=` streams the digi's models (see
   `manager.dispatcher`); the first message is a resync.
-- `GET /api/v1/digis/{namespace}/{name}` returns the digi (read from the API server).
-- `PATCH /api/v1/digis/{namespace}/{name}` with `{"patch", "resourceVersion"}`
+- `GET /api/v1/digis/{namespace}/{name}?gvr=` returns the digi (read from the API server).
+- `PATCH /api/v1/digis/{namespace}/{name}?gvr=` with `{"patch", "resourceVersion"}`
   applies a JSON merge patch, guarded by resourceVersion when given.
 - `WS /api/v1/workers/shared?ns=&gvr=&pool=` (the pool's token) streams the
   events of every digi assigned to a shared worker, multiplexed: `ASSIGN`
   (namespace, name, that digi's token), `MODEL` (namespace, name, object,
   old), `LEAVE` (namespace, name); see `manager.dispatcher`.
 
+`gvr=group/version/plural` is required everywhere: two kinds may each have a
+digi of the same namespace/name, and the request must say which one it means.
 Every request carries `Authorization: Bearer <token>`; the token must be the
-HMAC of the *path's* namespace/name, so a worker reaches its own digi only.
-Anything else is refused with 403 and logged with the digi the token belongs
-to: the paper's access rule, enforced centrally. Patches may touch `spec` and
-`metadata.labels/annotations` only. Writes need the lease (503 otherwise).
-Optional `gvr=group/version/plural` picks the kind when two kinds share a
-namespace/name.
+HMAC of the *request's* kind, namespace and name (`manager.server.tokens`),
+so a worker reaches its own digi only. Anything else is refused with 403 and
+logged with the digi the token belongs to: the paper's access rule, enforced
+centrally. Patches may touch `spec` and `metadata.labels/annotations` only.
+Writes need the lease (503 otherwise).
 """
 
 from __future__ import annotations
@@ -54,50 +55,68 @@ def _bearer(authorization: str | None) -> str:
     return ""
 
 
-def _check_patch(namespace: str, name: str, patch: dict[str, Any]) -> None:
+def _parse_gvr(text: str) -> GVR | None:
+    try:
+        return GVR.parse(text)
+    except ValueError:
+        return None
+
+
+def _digi_key(gvr: str, namespace: str, name: str) -> ObjectKey:
+    parsed = _parse_gvr(gvr)
+    if parsed is None:
+        raise HTTPException(422, f"gvr={gvr!r} is not group/version/plural, e.g. mock.digi.dev/v1/lamps")
+    return ObjectKey(parsed, namespace, name)
+
+
+def _check_patch(key: ObjectKey, patch: dict[str, Any]) -> None:
+    where = f"digi {key.namespace}/{key.name}"
+    meta = patch.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise HTTPException(422, f"{where}: metadata in a worker's patch must be an object")
     extra = set(patch) - {"spec", "metadata"}
-    meta_extra = set(patch.get("metadata") or {}) - _PATCHABLE_META - {"resourceVersion"}
+    meta_extra = set(meta) - _PATCHABLE_META - {"resourceVersion"}
     if extra or meta_extra:
         fields = sorted(extra | {f"metadata.{f}" for f in meta_extra})
-        raise HTTPException(422, f"digi {namespace}/{name}: a worker may patch spec and "
+        raise HTTPException(422, f"{where}: a worker may patch spec and "
                                  f"metadata.labels/annotations only, not {', '.join(fields)}")
 
 
 def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_leader: Callable[[], bool]) -> None:
     tokens = dispatcher.tokens
 
-    def authorize(token: str, namespace: str, name: str, what: str) -> None:
-        if not tokens.verify(token, namespace, name):
-            log.warning("refused (403): %s tried to %s digi %s/%s", dispatcher.identify(token), what, namespace, name)
-            raise HTTPException(403, f"this worker's token is not for digi {namespace}/{name}; "
+    def authorize(token: str, key: ObjectKey, what: str) -> None:
+        if not tokens.verify(token, key):
+            log.warning("refused (403): %s tried to %s digi %s/%s of %s", dispatcher.identify(token), what,
+                        key.namespace, key.name, key.gvr)
+            raise HTTPException(403, f"this worker's token is not for digi {key.namespace}/{key.name} of {key.gvr}; "
                                      "a worker may read and write only its own model")
 
-    def key_of(namespace: str, name: str, gvr: str | None) -> ObjectKey:
-        key = dispatcher.resolve(namespace, name, gvr)
-        if key is None:
-            raise HTTPException(404, f"no digi {namespace}/{name}" + (f" of {gvr}" if gvr else ""))
-        return key
+    def exists(key: ObjectKey) -> None:
+        if not dispatcher.is_digi(key):
+            raise HTTPException(404, f"no digi {key.namespace}/{key.name} of {key.gvr}")
 
     # Both routes relay the API server's JSON bytes as they are: re-encoding the object through
     # FastAPI's jsonable_encoder cost milliseconds per write for a room with many replicas.
     @app.get("/api/v1/digis/{namespace}/{name}", response_class=Response)
-    def get_digi(namespace: str, name: str, gvr: str | None = None,
-                 authorization: str | None = Header(None)) -> Response:
-        authorize(_bearer(authorization), namespace, name, "read")
-        key = key_of(namespace, name, gvr)
+    def get_digi(namespace: str, name: str, gvr: str, authorization: str | None = Header(None)) -> Response:
+        key = _digi_key(gvr, namespace, name)
+        authorize(_bearer(authorization), key, "read")
+        exists(key)
         try:
             return _json(client.request_raw("GET", gvr_path(key.gvr, namespace, name)))
         except NotFound as e:
             raise HTTPException(404, str(e)) from e
 
     @app.patch("/api/v1/digis/{namespace}/{name}", response_class=Response)
-    def patch_digi(namespace: str, name: str, body: PatchBody, gvr: str | None = None,
+    def patch_digi(namespace: str, name: str, body: PatchBody, gvr: str,
                    authorization: str | None = Header(None)) -> Response:
-        authorize(_bearer(authorization), namespace, name, "patch")
+        key = _digi_key(gvr, namespace, name)
+        authorize(_bearer(authorization), key, "patch")
         if not is_leader():
             raise HTTPException(503, "this manager does not hold the leader lease; retry shortly")
-        _check_patch(namespace, name, body.patch)
-        key = key_of(namespace, name, gvr)
+        _check_patch(key, body.patch)
+        exists(key)
         try:
             return _json(client.patch_raw(key.gvr, namespace, name, body.patch,
                                           resource_version=body.resourceVersion))
@@ -109,10 +128,11 @@ def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_lead
             raise HTTPException(e.status if 400 <= e.status < 600 else 502, str(e)) from e
 
     @app.websocket("/api/v1/workers/events")
-    async def events(ws: WebSocket, ns: str, name: str, gvr: str | None = None) -> None:
+    async def events(ws: WebSocket, ns: str, name: str, gvr: str) -> None:
         token = _bearer(ws.headers.get("authorization"))
-        if not tokens.verify(token, ns, name):
-            log.warning("refused (403): %s tried to watch digi %s/%s", dispatcher.identify(token), ns, name)
+        parsed = _parse_gvr(gvr)
+        if parsed is None or not tokens.verify(token, key := ObjectKey(parsed, ns, name)):
+            log.warning("refused (403): %s tried to watch digi %s/%s of %s", dispatcher.identify(token), ns, name, gvr)
             await ws.close(code=1008)  # before accept: the client sees HTTP 403
             return
         await ws.accept()
@@ -121,18 +141,17 @@ def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_lead
             # from an empty cache that its digi is gone.
             await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader, or not synced yet")
             return
-        key = dispatcher.resolve(ns, name, gvr)
-        session = dispatcher.attach(key, asyncio.get_running_loop()) if key else None
+        session = dispatcher.attach(key, asyncio.get_running_loop()) if dispatcher.is_digi(key) else None
         if session is None:
-            await ws.close(code=CLOSE_GONE, reason=f"no digi {ns}/{name}")
+            await ws.close(code=CLOSE_GONE, reason=f"no digi {ns}/{name} of {gvr}")
             return
         await _stream(ws, session, dispatcher)
 
     @app.websocket("/api/v1/workers/shared")
     async def shared_events(ws: WebSocket, ns: str, gvr: str, pool: str) -> None:
         token = _bearer(ws.headers.get("authorization"))
-        parts = gvr.split("/")
-        if len(parts) != 3 or not tokens.verify_pool(token, ns, gvr, pool):
+        parsed = _parse_gvr(gvr)
+        if parsed is None or not tokens.verify_pool(token, ns, parsed, pool):
             log.warning("refused (403): a token that is not shared worker %s's (%s in %s) tried to open its stream",
                         pool, gvr, ns)
             await ws.close(code=1008)
@@ -141,7 +160,7 @@ def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_lead
         if not is_leader() or not dispatcher.cache.synced:
             await ws.close(code=CLOSE_NOT_LEADER, reason="not the leader, or not synced yet")
             return
-        session = dispatcher.attach_pool(PoolKey(ns, GVR(*parts), pool), asyncio.get_running_loop())
+        session = dispatcher.attach_pool(PoolKey(ns, parsed, pool), asyncio.get_running_loop())
         await _stream(ws, session, dispatcher)
 
 
