@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from digi.errors import Conflict
+from digi.errors import Conflict, DigiError
 from digi.worker.client import HttpModelClient, WorkerEnv
 from digi.worker.loop import events_url
 from manager.events import EVENT_GVR
@@ -130,6 +130,29 @@ def test_guarded_write_through_the_manager_is_refused_when_stale(
     with pytest.raises(Conflict):
         model.patch({"spec": {"meta": {"x": 2}}}, resource_version=obj["metadata"]["resourceVersion"])
     assert client.get(PROBE_GVR, namespace, "g1")["spec"]["meta"]["x"] == 1
+
+
+def test_a_worker_cannot_change_the_managers_own_annotations_or_labels(
+    manager: ManagerProcess, client: Client, driver: Path, namespace: str
+) -> None:
+    client.create(PROBE_GVR, namespace, probe("a1", namespace, driver))
+    wait_for(lambda: status(client, namespace, "a1") == "off", 60, "the worker's first reconcile")
+    model = HttpModelClient(WorkerEnv(manager.url, _token(manager, namespace, "a1"), "test.digi.dev", "v1", "probes",
+                                      "Probe", "a1", namespace))
+    attempts = [("annotations", "digi.dev/driver-dir", "/tmp/elsewhere"), ("annotations", "digi.dev/image", "evil:1"),
+                ("annotations", "digi.dev/driver-dir", None), ("labels", "digi.dev/kind", "x"),
+                ("annotations", "worker-mode.digi.dev/x", "y")]
+    for field, key, value in attempts:
+        with pytest.raises(DigiError, match="HTTP 422") as refused:
+            model.patch({"metadata": {field: {key: value}}})
+        assert f"metadata.{field} {key}" in str(refused.value), "the refusal names the key"
+    with pytest.raises(DigiError, match=r"HTTP 422.*must be an object"):
+        model.patch({"metadata": {"annotations": None}})  # would delete every annotation
+    model.patch({"metadata": {"annotations": {"example.com/note": "mine"}, "labels": {"team": "a"}}})
+    meta = client.get(PROBE_GVR, namespace, "a1")["metadata"]
+    assert meta["annotations"]["digi.dev/driver-dir"] == str(driver) and "digi.dev/image" not in meta["annotations"]
+    assert meta["annotations"]["example.com/note"] == "mine" and meta["labels"] == {"team": "a"}
+    assert f"refused (422): the worker of digi {namespace}/a1 tried to change metadata.annotations" in manager.log()
 
 
 def test_every_request_must_name_the_kind(manager: ManagerProcess, client: Client, namespace: str) -> None:

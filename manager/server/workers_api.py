@@ -16,8 +16,10 @@ Every request carries `Authorization: Bearer <token>`; the token must be the
 HMAC of the *request's* kind, namespace and name (`manager.server.tokens`),
 so a worker reaches its own digi only. Anything else is refused with 403 and
 logged with the digi the token belongs to: the paper's access rule, enforced
-centrally. Patches may touch `spec` and `metadata.labels/annotations` only.
-Writes need the lease (503 otherwise).
+centrally. Patches may touch `spec` and `metadata.labels/annotations` only,
+and no `digi.dev/` label or annotation key (422): those keys are the
+manager's controls (driver directory, image, worker mode). Writes need the
+lease (503 otherwise).
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ def _digi_key(gvr: str, namespace: str, name: str) -> ObjectKey:
     return ObjectKey(parsed, namespace, name)
 
 
+def _reserved(key: str) -> bool:
+    """A `digi.dev/` (or `<sub>.digi.dev/`) label or annotation key: the manager's, not a driver's."""
+    prefix, slash, _ = key.rpartition("/")
+    return bool(slash) and (prefix == "digi.dev" or prefix.endswith(".digi.dev"))
+
+
 def _check_patch(key: ObjectKey, patch: dict[str, Any]) -> None:
     where = f"digi {key.namespace}/{key.name}"
     meta = patch.get("metadata", {})
@@ -80,6 +88,18 @@ def _check_patch(key: ObjectKey, patch: dict[str, Any]) -> None:
         fields = sorted(extra | {f"metadata.{f}" for f in meta_extra})
         raise HTTPException(422, f"{where}: a worker may patch spec and "
                                  f"metadata.labels/annotations only, not {', '.join(fields)}")
+    for field in sorted(_PATCHABLE_META & set(meta)):
+        # null would delete every key, the manager's included.
+        if not isinstance(meta[field], dict):
+            raise HTTPException(422, f"{where}: metadata.{field} in a worker's patch must be an object of keys")
+        reserved = sorted(k for k in meta[field] if _reserved(k))
+        if reserved:
+            # digi.dev/driver-dir and digi.dev/image pick the code the manager runs for this digi:
+            # a worker that could change them could replace its own driver or image.
+            log.warning("refused (422): the worker of %s tried to change metadata.%s %s", where, field,
+                        ", ".join(reserved))
+            raise HTTPException(422, f"{where}: a worker may not set or remove metadata.{field} "
+                                     f"{', '.join(reserved)}: digi.dev/ keys are the manager's controls")
 
 
 def add_worker_api(app: FastAPI, dispatcher: Dispatcher, client: Client, is_leader: Callable[[], bool]) -> None:
