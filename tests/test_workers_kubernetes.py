@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from manager.events import EVENT_GVR
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
 from manager.types import ObjectKey
-from manager.workers.kubernetes import DEPLOYMENT_GVR, SECRET_GVR
+from manager.workers.kubernetes import DEPLOYMENT_GVR, SECRET_GVR, object_name
 from tests.manager_fixtures import PROBE_GVR, ManagerProcess, ensure_probe_crd, probe, wait_for
 
 pytestmark = pytest.mark.slow
@@ -76,3 +77,29 @@ def test_the_digi_annotation_picks_the_image(manager: ManagerProcess, namespace:
     assert listing.exit_code == 0, listing.output
     (row,) = json.loads(listing.output)
     assert (row["kind"], row["name"], row["worker"]) == ("Probe", "d2", "deployed"), "state from the digi's Events"
+
+
+def test_object_names_are_dns_labels_and_do_not_collide() -> None:
+    assert object_name("Probe", "d1") == "probe-d1", "a name that fits is kept as it is"
+    prefix = "n" * 70
+    long_a, long_b = object_name("Lamp", prefix + "-a"), object_name("Lamp", prefix + "-b")
+    assert long_a != long_b and len(long_a) == len(long_b) == 63
+    assert long_a.startswith("lamp-nnn") and long_a == object_name("Lamp", prefix + "-a"), "stable"
+    dotted, dashed = object_name("Lamp", "a.b"), object_name("Lamp", "a-b")
+    assert dashed == "lamp-a-b" and dotted != dashed and dotted.startswith("lamp-a-b-")
+    for name in (long_a, dotted, object_name("Lamp", "x" * 57 + ".y")):
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+
+
+def test_digis_whose_names_share_63_characters_get_their_own_deployments(
+    manager: ManagerProcess, namespace: str
+) -> None:
+    client = Client.from_kubeconfig(manager.space.kubeconfig)
+    names = ["d" * 70 + "-1", "d" * 70 + "-2"]
+    for name in names:
+        client.create(PROBE_GVR, namespace, probe(name, namespace, None))
+    for name in names:
+        deployment = wait_for(lambda n=name: client.get(DEPLOYMENT_GVR, namespace, object_name("Probe", n)), 30,
+                              f"the Deployment of {name}")
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["NAME"] == name and deployment["metadata"]["ownerReferences"][0]["name"] == name

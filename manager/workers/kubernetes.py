@@ -1,6 +1,7 @@
 """The kubernetes backend: a Deployment (and a Secret with the token) per digi.
 
-The Deployment `<kind>-<name>` in the digi's namespace runs one replica of the
+The Deployment `<kind>-<name>` (`object_name`: made a DNS label, with a hash
+appended when it had to be cut or changed) in the digi's namespace runs one replica of the
 kind's image; its pod gets the worker environment (GROUP, VERSION, PLURAL,
 KIND, NAME, NAMESPACE, DIGI_MANAGER_URL, DIGI_LAKE_URL) and DIGI_TOKEN from
 the Secret of the same name. Both carry an owner reference to the digi, so
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import re
 import threading
@@ -35,9 +37,23 @@ APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "digi-manager"
 
 
+_MAX_NAME = 63  # a DNS label: a valid label value and pod hostname prefix
+_HASH = 10
+
+
 def object_name(kind: str, name: str) -> str:
-    """`<kind>-<name>`, lower-case and cut to 63 characters (a valid label value)."""
-    return re.sub(r"[^a-z0-9-]", "-", f"{kind.lower()}-{name}")[:63].strip("-")
+    """`<kind>-<name>` in lower case, a DNS label of at most 63 characters.
+
+    Digi names may be 253 characters and hold dots. When `<kind>-<name>` is not a
+    DNS label as it is, it is cut (and dots replaced) and a hash of the full form is
+    appended: a plain cut gave two long names with the same first 63 characters (or
+    `a.b` and `a-b`) one Deployment and Secret, so one digi's worker replaced the other's."""
+    full = f"{kind.lower()}-{name}"
+    label = re.sub(r"[^a-z0-9-]", "-", full)
+    if label == full and len(label) <= _MAX_NAME:
+        return label
+    digest = hashlib.sha256(full.encode()).hexdigest()[:_HASH]
+    return f"{label[:_MAX_NAME - _HASH - 1].rstrip('-')}-{digest}"
 
 
 def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +65,10 @@ def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
 def deployment(spec: WorkerSpec, image: str) -> dict[str, Any]:
     name = object_name(spec.kind, spec.key.name)
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "digi-worker",
-              "app.kubernetes.io/managed-by": FIELD_MANAGER, "digi.dev/kind": spec.kind.lower(),
-              "digi.dev/name": spec.key.name}
+              "app.kubernetes.io/managed-by": FIELD_MANAGER, "digi.dev/kind": spec.kind.lower()}
+    # A label value has at most 63 characters; a longer name is still in the owner reference.
+    if len(spec.key.name) <= _MAX_NAME:
+        labels["digi.dev/name"] = spec.key.name
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != "DIGI_TOKEN"]
     env.append({"name": "DIGI_TOKEN", "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}})
     return {
