@@ -34,7 +34,7 @@ def test_ingress_sources_follow_the_current_mounts() -> None:
     obj = room(ingress={"all": {"sources": ["kind:any@energy", "meter@energy", "other/m2@e"],
                                 "flow_agg": "watt:=sum(watt)", "patch_source": True},
                         "lamps": {"source": [{"kind": "Lamp", "egress": "energy"}]}})
-    latest = {"spec": {"mount": {LAMPS: {"home/l1": {}}, PLUGS: {"home/p1": {}}}}}
+    latest: dict[str, Any] = {"spec": {"mount": {LAMPS: {"home/l1": {}}, PLUGS: {"home/p1": {}}}}}
     (all_, lamps), _ = digi_pipelines("Room", obj, lambda: latest)
     assert all_.config.dst == Source("home_room") and all_.config.patch_source
     assert list(all_.resolve()) == sorted([Source("home_l1", "energy"), Source("home_p1", "energy"),
@@ -74,3 +74,15 @@ def test_pipelet_one_pipeline_per_destination() -> None:
     assert c.config.pause and c.owner == ("Pipelet", "ns", "p")
     with pytest.raises(SpecError, match="cannot feed itself"):
         pipelet_pipelines({"metadata": {"name": "p"}, "spec": {"src": ["a"], "dst": ["a@main"]}})
+
+
+def test_a_bare_mount_key_means_the_parents_namespace() -> None:
+    # The composition graph reads `l1` under a room in `home` as home/l1; the piper must read that
+    # child's pool (home_l1), not the pool of a `default` digi called l1.
+    obj = room("home", mount={LAMPS: {"l1": {}, "other/l2": {}}},
+               ingress={"all": {"sources": ["kind:any@energy"]}})
+    [ingress], _ = digi_pipelines("Room", obj, lambda: obj)
+    assert list(ingress.resolve()) == [Source("home_l1", "energy"), Source("other_l2", "energy")]
+    default_room = room("default", mount={LAMPS: {"l1": {}}}, ingress={"all": {"sources": ["kind:any@energy"]}})
+    [ingress], _ = digi_pipelines("Room", default_room, lambda: None)
+    assert list(ingress.resolve()) == [Source("l1", "energy")]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controllers.graph import parse_entry_key
 from digi.errors import DigiError
 from digi.lake import pool_name
 
@@ -97,14 +98,17 @@ def _text(entry: Mapping[str, Any], key: str) -> str:
     return str(value).strip()
 
 
-def mounted_children(obj: JSON) -> list[tuple[str, str, str]]:
-    """(gvr, namespace, name) of every child mounted in `obj`, active or not."""
+def mounted_children(obj: JSON, namespace: str) -> list[tuple[str, str, str]]:
+    """(gvr, namespace, name) of every child mounted in `obj` (a digi in `namespace`), active or not.
+
+    A bare entry key (`l1`) is read as the composition graph reads it (the parent's
+    namespace), so the piper reads the pool of the child the mounter actually mounted."""
     children = []
     mounts = (obj.get("spec") or {}).get("mount") or {}
     for gvr, entries in mounts.items():
         for key in entries or {}:
-            namespace, _, name = key.rpartition("/")
-            children.append((gvr, namespace or "default", name))
+            child_namespace, name = parse_entry_key(key, namespace)
+            children.append((gvr, child_namespace, name))
     return sorted(children)
 
 
@@ -153,7 +157,7 @@ def ingress_resolver(
     def resolve() -> list[Source]:
         latest = current() or obj
         found: set[Source] = set()
-        children = mounted_children(latest)
+        children = mounted_children(latest, namespace)
         for form, value, egress in selectors:
             if form == "name":
                 ns, _, name = value.partition("/")
