@@ -7,9 +7,12 @@ it through the `digi` CLI in-process and `kubectl` as a user would.
 from __future__ import annotations
 
 import json
-import random
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -25,6 +28,7 @@ from websockets.sync.client import connect
 from digi.cli.main import cli
 from digi.worker.client import WorkerEnv
 from digi.worker.loop import events_url
+from manager.events import EVENT_GVR
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
 from manager.types import GVR, ObjectKey
@@ -114,6 +118,76 @@ def test_digi_edit_and_stop(manager: ManagerProcess, client: Client, namespace: 
     wait_for(lambda: json.loads(state_file.read_text())["state"] == "stopped", 30, "the worker to stop")
 
 
+def lamp_state(manager: ManagerProcess, namespace: str, name: str) -> dict[str, Any]:
+    return dict(json.loads((manager.root / "workers" / namespace / "lamps" / f"{name}.json").read_text()))
+
+
+def test_a_lamp_worker_killed_with_sigkill_restarts_and_converges(
+    manager: ManagerProcess, client: Client, namespace: str
+) -> None:
+    digi(manager, "run", str(LAMP_DIR), "k1", "-n", namespace)
+    wait_for(partial(has_status, client, namespace, "k1", "off"), 60, "k1 to start")
+    pid = int(lamp_state(manager, namespace, "k1")["pid"])
+    worker = psutil.Process(pid)
+    assert worker.cwd() == str(LAMP_DIR / "driver") and "digi.worker" in worker.cmdline(), "the real lamp driver"
+    os.kill(pid, signal.SIGKILL)
+    # Set while no worker runs: the restarted worker's resync must carry it.
+    client.patch(LAMP, namespace, "k1", {"spec": {"control": {"power": {"intent": "on"}}}})
+    state = wait_for(lambda: (s := lamp_state(manager, namespace, "k1"))["restarts"] == 1
+                     and s["state"] == "running" and s, 30, "the restart to be counted")
+    assert state["pid"] != pid
+    wait_for(partial(has_status, client, namespace, "k1", "on"), 60, "the restarted lamp to turn on")
+    # And a new intent set after the restart reaches the new worker live.
+    client.patch(LAMP, namespace, "k1", {"spec": {"control": {"brightness": {"intent": 0.4}}}})
+    wait_for(lambda: power_and_brightness(client, namespace, "k1") == ("on", 0.4), 60,
+             "the restarted lamp to take brightness 0.4")
+    events, _ = client.list_all(EVENT_GVR, namespace)
+    crashed = [e for e in events if e["reason"] == "WorkerCrashed" and e["involvedObject"]["name"] == "k1"]
+    assert crashed and "code -9" in crashed[0]["message"]
+
+
+def power_and_brightness(client: Client, namespace: str, name: str) -> tuple[Any, Any]:
+    control = client.get(LAMP, namespace, name)["spec"]["control"]
+    return control["power"].get("status"), control["brightness"].get("status")
+
+
+class _Burst(threading.Thread):
+    """Writes a new intent to every lamp, round after round, until stopped; remembers the latest.
+
+    Round n sets power `on` for odd n and `off` for even n, and brightness n/1000:
+    every write is a value no earlier write had, so a status equal to it was
+    reconciled from that very intent."""
+
+    def __init__(self, client: Client, namespace: str, names: list[str]) -> None:
+        super().__init__(name="intent burst", daemon=True)
+        self.client, self.namespace, self.names = client, namespace, names
+        self.rounds = 0
+        self.latest: dict[str, tuple[str, float]] = {}
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set():
+                n = self.rounds + 1
+                intent = ("on" if n % 2 else "off", n / 1000)
+                for name in self.names:
+                    self.client.patch(LAMP, self.namespace, name, {"spec": {"control": {
+                        "power": {"intent": intent[0]}, "brightness": {"intent": intent[1]}}}})
+                    self.latest[name] = intent
+                self.rounds = n
+                time.sleep(0.05)
+        except BaseException as e:  # surfaced by the test after join
+            self.error = e
+
+    def after(self, rounds: int, what: str) -> int:
+        """Wait until `rounds` more rounds are written; the round count then."""
+        target = self.rounds + rounds
+        wait_for(lambda: self.error is not None or self.rounds >= target, 60, what)
+        assert self.error is None, f"the burst failed: {self.error!r}"
+        return self.rounds
+
+
 def test_manager_killed_during_a_burst_loses_no_intent(
     manager: ManagerProcess, client: Client, namespace: str
 ) -> None:
@@ -121,26 +195,28 @@ def test_manager_killed_during_a_burst_loses_no_intent(
     digi(manager, "run", str(LAMP_DIR), *names, "-n", namespace)
     for name in names:
         wait_for(partial(has_status, client, namespace, name, "off"), 60, f"{name} to start")
-    rng = random.Random(4)
-    latest: dict[str, str] = {}
-
-    def burst(rounds: int) -> None:
-        for _ in range(rounds):
-            for name in names:
-                latest[name] = rng.choice(["on", "off"]) if latest.get(name) else "on"
-                client.patch(LAMP, namespace, name, {"spec": {"control": {"power": {"intent": latest[name]}}}})
-
-    burst(3)
-    pids = [json.loads((manager.root / "workers" / namespace / "lamps" / f"{n}.json").read_text())["pid"] for n in names]
-    manager.kill()
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                             for p in pids), 30, "the killed manager's workers to exit, leaving no orphans")
-    burst(3)
-    manager.start()
-    burst(2)
+    pids = [lamp_state(manager, namespace, n)["pid"] for n in names]
+    burst = _Burst(Client.from_kubeconfig(manager.space.kubeconfig), namespace, names)
+    burst.start()
+    try:
+        burst.after(3, "the burst to be under way")
+        manager.kill()  # SIGKILL, while the burst thread keeps writing intents
+        killed_at = burst.rounds
+        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                 for p in pids), 30, "the killed manager's workers to exit, leaving no orphans")
+        restarted_at = burst.after(3, "intents written while no manager runs")
+        manager.start(wait=False)
+        manager.wait_ready()
+        burst.after(3, "intents written while the restarted manager catches up")
+    finally:
+        burst.halt.set()
+        burst.join(30)
+    assert burst.error is None, f"the burst failed: {burst.error!r}"
+    assert restarted_at - killed_at >= 3, "intents changed while the manager was down"
     for name in names:
-        wait_for(partial(has_status, client, namespace, name, latest[name]), 60,
-                 f"{name}'s status to equal its latest intent {latest[name]!r}")
+        want = burst.latest[name]
+        wait_for(lambda n=name, w=want: power_and_brightness(client, namespace, n) == w, 60,
+                 f"{name}'s status to equal its latest intent {want!r}")
 
 
 def test_metrics_expose_controller_runtime_and_digi_series(
