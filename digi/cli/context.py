@@ -1,9 +1,17 @@
-"""What every `digi` command knows: the dSpace root and how to reach the API server."""
+"""What every `digi` command knows: the dSpace root and how to reach the API server.
+
+`--root` and `--kubeconfig` are accepted before the subcommand and after it
+(`digi space up --root X`): `global_options()` makes the two options, which the
+top-level group and every command (`digi.cli.main.LazyGroup`) carry. Each
+occurrence writes into the one `CliContext` of the invocation, so the last one
+given, the most specific, wins.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -15,7 +23,7 @@ def default_root() -> Path:
 
 @dataclass
 class CliContext:
-    root: Path
+    root: Path = field(default_factory=default_root)
     kubeconfig_override: Path | None = None
 
     @property
@@ -33,3 +41,49 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    # An option left out (None) must not undo one given earlier on the command line.
+    if value is not None and param.name is not None:
+        setattr(ctx.ensure_object(CliContext), param.name, value)
+
+
+def global_options() -> list[click.Parameter]:
+    """Fresh `--root` and `--kubeconfig` options for one command (click binds a parameter to one)."""
+    return [
+        click.Option(
+            ["--root", "root"],
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_store,
+            show_default="$DIGI_ROOT or ~/.digi",
+            help="Directory of the local dSpace: kubeconfig, logs, data.",
+        ),
+        click.Option(
+            ["--kubeconfig", "kubeconfig_override"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_store,
+            help="Talk to this cluster instead of the local dSpace ($ROOT/kubeconfig).",
+        ),
+    ]
+
+
+def unreachable(message: str, cause: BaseException | None, cli: CliContext) -> click.ClickException:
+    """A connection failure (`manager.kube` raises it as ApiError with status 0) told as what to do.
+
+    `message` is that error's text, `GET /path: cannot reach the API server at HOST: <urllib3 noise>`;
+    the innermost cause (e.g. `Connection refused`) is the part a user can act on.
+    """
+    found = re.search(r"the API server at (\S+): ", message)
+    where = f" at {found.group(1)}" if found else ""
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = (getattr(cause, "strerror", None) or str(cause)) if cause is not None else message
+    source = cli.kubeconfig_override or cli.root / "kubeconfig"
+    return click.ClickException(
+        f"cannot reach the API server{where} ({reason}), named by {source}. "
+        "For the local dSpace, 'digi space status' shows whether it runs and 'digi space up' "
+        "starts it; for a cluster, check its address in that kubeconfig or pass --kubeconfig."
+    )

@@ -6,18 +6,21 @@ independently. The group imports an area when one of its commands is called
 (or listed by `--help`): `digi run` does not pay for the composition, lake
 and space modules' imports (networkx, FastAPI...), which was most of its
 start-up time. `tests/test_cli.py` checks `COMMANDS` against the areas.
-Global options (`--root`, `--kubeconfig`) are resolved once into a
-`digi.cli.context.CliContext` that every command receives.
+Global options (`--root`, `--kubeconfig`) are accepted before and after the
+subcommand and land in one `digi.cli.context.CliContext` that every command
+receives. A failure to reach the API server, from any command, is an ordinary
+error (`Error: cannot reach the API server at ...`) saying what to do.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+from typing import Any
 
 import click
 
-from digi.cli.context import CliContext, default_root
+from digi.cli.context import CliContext, global_options, unreachable
+from digi.errors import DigiError
 
 # Every command, by the module (area) that defines it.
 COMMANDS = {
@@ -44,25 +47,41 @@ class LazyGroup(click.Group):
         if area is None:
             return None
         commands: list[click.Command] = importlib.import_module(area).commands
-        return next(c for c in commands if c.name == cmd_name)
+        return with_global_options(next(c for c in commands if c.name == cmd_name))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigiError as e:
+            # manager.kube is loaded already when its ApiError is raised, so this import is free
+            # and commands that never talk to the API server do not pay for it.
+            from manager.kube import ApiError
+
+            if isinstance(e, ApiError) and e.status == 0:
+                raise unreachable(str(e), e.__cause__, ctx.ensure_object(CliContext)) from None
+            raise
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_root,
-    show_default="$DIGI_ROOT or ~/.digi",
-    help="Directory of the local dSpace: kubeconfig, logs, data.",
-)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Talk to this cluster instead of the local dSpace ($ROOT/kubeconfig).",
+def with_global_options(cmd: click.Command) -> click.Command:
+    """`cmd` (and a group's subcommands) accepting --root/--kubeconfig after its name too.
+
+    Called each time click looks a command up, so it adds them only once.
+    """
+    if not any(p.name == "root" for p in cmd.params):
+        cmd.params.extend(global_options())
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            with_global_options(sub)
+    return cmd
+
+
+@click.group(
+    cls=LazyGroup,
+    params=global_options(),
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.pass_context
-def cli(ctx: click.Context, root: Path, kubeconfig: Path | None) -> None:
+def cli(ctx: click.Context) -> None:
     """Digi: lightweight digital twins on Kubernetes.
 
     \b
@@ -73,7 +92,7 @@ def cli(ctx: click.Context, root: Path, kubeconfig: Path | None) -> None:
         -p '{"spec":{"control":{"power":{"intent":"on"}}}}'
       digi check l1
     """
-    ctx.obj = CliContext(root=root, kubeconfig_override=kubeconfig)
+    ctx.ensure_object(CliContext)  # the defaults, unless --root/--kubeconfig made it already
 
 
 def main() -> None:
