@@ -85,10 +85,11 @@ def down(cli: CliContext) -> None:
 )
 @pass_cli
 def status(cli: CliContext, output: str) -> None:
-    """Show each component: pid, URL, whether its readiness probe passes.
+    """Show each component: pid, URL, whether its readiness probe passes, the manager's /metrics.
 
     \b
       digi space status
+      curl -s $(digi space status -o json | jq -r .components.manager.metrics) | grep digi_
       digi space status -o json | jq '.components["kube-apiserver"].healthy'
     """
     report = _space(cli).status()
@@ -98,15 +99,16 @@ def status(cli: CliContext, output: str) -> None:
     if output == "yaml":
         click.echo(yaml.safe_dump(report, sort_keys=False), nl=False)
         return
-    rows = [("COMPONENT", "PID", "URL", "HEALTHY")]
+    # METRICS: the manager's Prometheus endpoint, the one URL people look for besides health.
+    rows = [("COMPONENT", "PID", "URL", "HEALTHY", "METRICS")]
     rows += [
-        (name, str(c["pid"] or "-"), c["url"], "yes" if c["healthy"] else "no")
+        (name, str(c["pid"] or "-"), c["url"], "yes" if c["healthy"] else "no", c.get("metrics", "-"))
         for name, c in report["components"].items()
     ]
     if len(rows) == 1:
         click.echo(f"no dSpace running in {report['root']} (start one with 'digi space up')")
         return
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
