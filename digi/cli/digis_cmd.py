@@ -24,15 +24,16 @@ from typing import Any
 
 import click
 import psutil
+import urllib3
 import yaml
 
 from digi.cli.context import CliContext, pass_cli
-from digi.errors import Conflict, DigiError, NotFound
+from digi.errors import Conflict, DigiError, Forbidden, NotFound
 from digi.kinds.model import load_kind, render_cr
 from digi.util import merge_patch
 from manager.cache import CRD_GVR, DIGI_KIND_LABEL, crd_gvr
 from manager.events import EVENT_GVR
-from manager.kube import AlreadyExists, Client
+from manager.kube import AlreadyExists, ApiError, Client
 from manager.types import GVR
 from manager.workers.base import DRIVER_DIR_ANNOTATION
 from manager.workers.local import worker_files
@@ -315,30 +316,136 @@ def check(cli: CliContext, name: str, namespace: str | None, output: str) -> Non
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C).")
 @pass_cli
 def watch(cli: CliContext, name: str, namespace: str | None, output: str, timeout: float | None) -> None:
-    """Print a digi's model now and after every change.
+    """Print a digi's model now and after every change; end when it is deleted.
 
+    \b
+    Each version starts with a '# HH:MM:SS generation G resourceVersion RV' line.
+    The watch survives the API server ending or expiring it (it re-reads the
+    digi and goes on) and short outages (it retries, saying so on stderr); it
+    gives up when the API server stays unreachable for 30 seconds.
     \b
       digi watch l1
       digi watch l1 -o json --timeout 60
     """
     client = _client(cli)
     digi = resolve(client, name, namespace)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    rv = digi.obj["metadata"]["resourceVersion"]
-    _print_version(digi.obj, output)
-    while deadline is None or time.monotonic() < deadline:
-        remaining = 300 if deadline is None else max(1, int(deadline - time.monotonic()))
-        stream = client.watch(digi.kind.gvr, digi.namespace, resource_version=rv, timeout_seconds=remaining)
+    _Watcher(client, digi, output, None if timeout is None else time.monotonic() + timeout).run()
+
+
+# Pauses before re-watching after an error: the first, doubled up to the last. A stream the
+# server ends on its own timeout is re-opened at once; a pause never loses events, since the
+# next watch starts from the last resourceVersion seen.
+_FIRST_PAUSE, _LAST_PAUSE = 0.5, 8.0
+# How long `digi watch` keeps retrying an API server it cannot reach before it gives up.
+_UNREACHABLE_GRACE = 30.0
+# The longest single watch request (the server ends it then; it is re-opened from where it was).
+_WATCH_SECONDS = 300
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is older than the API server keeps (HTTP 410)."""
+
+
+class _Watcher:
+    """One `digi watch`: follows a digi across watch restarts, expiries and outages."""
+
+    def __init__(self, client: Client, digi: Digi, output: str, deadline: float | None) -> None:
+        self.client, self.digi, self.output, self.deadline = client, digi, output, deadline
+        self.shown = str(digi.obj["metadata"]["resourceVersion"])  # the version printed last
+        # Where the next watch starts: the newest resourceVersion seen in the namespace's
+        # stream, bookmarks included, so a re-watch after a quiet hour is not already too old.
+        self.rv = self.shown
+        self.pause = 0.0
+        self.unreachable_since: float | None = None
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def run(self) -> None:
+        _print_version(self.digi.obj, self.output)
+        while self.left() > 0:
+            if self.pause:
+                time.sleep(max(0.0, min(self.pause, self.left())))
+            try:
+                if self._step():
+                    return
+                self.pause = 0.0
+            except ApiError as e:
+                if e.status == 0:
+                    self._unreachable(e)
+                else:
+                    self._retry(f"the API server ended the watch: {e}")
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                self._retry(f"the watch stream broke: {e}")
+            except (NotFound, Forbidden) as e:
+                raise click.ClickException(f"cannot watch {self.digi.ref}: {e}") from None
+
+    def _step(self) -> bool:
+        """Watch from `rv` until the server ends the stream; True once the digi is deleted."""
+        try:
+            return self._stream()
+        except _Gone:
+            return self._reread()
+
+    def _stream(self) -> bool:
+        try:
+            stream = self.client.watch(self.digi.kind.gvr, self.digi.namespace, resource_version=self.rv,
+                                       timeout_seconds=max(1, int(min(_WATCH_SECONDS, self.left()))))
+        except ApiError as e:
+            if e.status == 410:
+                raise _Gone() from e
+            raise
+        self.unreachable_since = None
         for event in stream:
-            obj = event.get("object") or {}
-            if obj.get("metadata", {}).get("name") != digi.name:
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                # The server reports a watch it cannot serve in the stream, as a Status.
+                if obj.get("code") == 410:
+                    raise _Gone()
+                raise ApiError(int(obj.get("code") or 500), str(obj.get("message") or obj))
+            self.rv = str(obj.get("metadata", {}).get("resourceVersion") or self.rv)
+            if kind == "BOOKMARK" or obj.get("metadata", {}).get("name") != self.digi.name:
                 continue
-            if event.get("type") == "DELETED":
-                click.echo(f"# {digi.ref} was deleted")
-                return
-            if event.get("type") in ("ADDED", "MODIFIED"):
-                rv = obj["metadata"]["resourceVersion"]
-                _print_version(obj, output)
+            if kind == "DELETED":
+                click.echo(f"# {self.digi.ref} was deleted")
+                return True
+            self._show(obj)
+        return False
+
+    def _reread(self) -> bool:
+        """After a 410: the digi as it is now (printed if it changed) and a fresh place to watch from."""
+        found = self.client.list(self.digi.kind.gvr, self.digi.namespace,
+                                 field_selector=f"metadata.name={self.digi.name}")
+        self.rv = str(found["metadata"]["resourceVersion"])
+        items = found.get("items") or []
+        if not items:
+            click.echo(f"# {self.digi.ref} was deleted")
+            return True
+        self._show(items[0])
+        # A watch from a list's version cannot be too old at once; should it be anyway, pause.
+        self._backoff()
+        return False
+
+    def _show(self, obj: JSON) -> None:
+        version = str(obj["metadata"]["resourceVersion"])
+        if version != self.shown:
+            self.shown = version
+            _print_version(obj, self.output)
+
+    def _backoff(self) -> None:
+        self.pause = min(max(self.pause * 2, _FIRST_PAUSE), _LAST_PAUSE)
+
+    def _retry(self, why: str) -> None:
+        self._backoff()
+        click.echo(f"# {why}; watching again in {self.pause:g}s", err=True)
+
+    def _unreachable(self, error: ApiError) -> None:
+        now = time.monotonic()
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        if now - self.unreachable_since >= _UNREACHABLE_GRACE:
+            raise error  # `digi` turns it into an error naming the API server and what to do
+        self._retry(f"cannot reach the API server at {self.client.host}")
 
 
 def _print_version(obj: JSON, output: str) -> None:
