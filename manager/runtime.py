@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from manager.server.app import build_app, metrics_app
 from manager.server.serve import HttpServers, parse_bind
 
 log = logging.getLogger(__name__)
+
+_SYNC_REPORT_EVERY = 60.0  # seconds between the errors of a cache that does not sync
 
 
 @dataclass
@@ -132,7 +135,18 @@ class Manager:
         self._done.set()
 
     def _start_leading(self) -> None:
-        self.cache.wait_synced(60.0)
+        # Controllers on a partial cache would take the digis it lacks for deleted ones
+        # (the dispatcher would stop their workers): never lead before every informer synced.
+        # Until then /readyz answers 503 and the worker API refuses writes.
+        since = reported = time.monotonic()
+        # Short waits, so a SIGTERM meanwhile is noticed at once.
+        while not self.cache.wait_synced(1.0):
+            if self._done.is_set():
+                return
+            if time.monotonic() - reported >= _SYNC_REPORT_EVERY:
+                reported = time.monotonic()
+                log.error("manager %s: informers not synced after %.0fs; not starting controllers until they are "
+                          "(are list requests to the API server failing?)", self.identity, reported - since)
         self._leader.set()
         log.info("manager %s leads: starting %d controllers", self.identity, len(self.controllers))
         for controller in self.controllers:
