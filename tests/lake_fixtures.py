@@ -5,18 +5,27 @@ stop and restart the lake mid-stream without disturbing other tests, so these
 tests run their own `zed serve` (the real binary, `digi.space.tools`) on a
 free loopback port with a temp data directory. `restart()` keeps the port and
 the data, like a crash-and-restart of the lake.
+
+`by_commit` reads a branch commit by commit, so a test can check the order in
+which records were *committed*: a plain `from` cannot, because every pool is
+ordered by `ts` and reads come back sorted whatever order the loads had.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from digi.lake import LakeClient, zed
 from digi.space.ports import HOST, free_ports
 from digi.space.tools import tool_path
 
@@ -62,3 +71,34 @@ def zed_server(tmp_path: Path) -> Iterator[ZedServer]:
         yield server
     finally:
         server.stop()
+
+
+def by_commit(lake: LakeClient, pool: str, branch: str = "main") -> list[list[dict[str, Any]]]:
+    """The records each commit of `pool@branch` added, oldest commit first."""
+    ids = lake.query(f"from {zed.pool_ref(pool, branch)}:log | has(parent) | yield id")
+    seen: Counter[str] = Counter()
+    added = []
+    for commit in reversed(ids):  # the log lists the newest commit first
+        rows = lake.query(f"from {zed.pool_ref(pool, commit)}")
+        now = Counter(json.dumps(r, sort_keys=True) for r in rows)
+        added.append([json.loads(text) for text in sorted((now - seen).elements())])
+        seen = now
+    return added
+
+
+def in_commit_order(lake: LakeClient, pool: str, branch: str = "main") -> list[dict[str, Any]]:
+    """Every record of `pool@branch` in commit order, after checking that each commit's `ts`
+    are above all earlier commits' (what a `ts` watermark reading this branch relies on)."""
+    records: list[dict[str, Any]] = []
+    for i, added in enumerate(by_commit(lake, pool, branch)):
+        if records and added:
+            newest = max(_time(r) for r in records)
+            late = [r for r in added if _time(r) <= newest]
+            assert not late, f"commit {i} of {pool}@{branch} adds records at or below ts {newest}: {late[:3]}"
+        # Within one commit the piper's records share their ts; the source's time orders them.
+        records += sorted(added, key=lambda r: (_time(r), _time(r, "event_ts")))
+    return records
+
+
+def _time(record: dict[str, Any], key: str = "ts") -> datetime:
+    return datetime.fromisoformat(record.get(key) or record["ts"])

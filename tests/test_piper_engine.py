@@ -15,9 +15,9 @@ from typing import Any
 
 import lake_fixtures
 import pytest
-from lake_fixtures import ZedServer
+from lake_fixtures import ZedServer, in_commit_order
 
-from controllers.piper.engine import ERROR, PAUSED, RUNNING, PipelineRun
+from controllers.piper.engine import ERROR, PAUSED, RUNNING, PipelineRun, Stamps
 from controllers.piper.runner import Piper, records_total
 from controllers.piper.spec import Pipeline, PipelineConfig, Source, fixed
 from digi.lake import LakeClient, LakeError, zed
@@ -91,7 +91,8 @@ def test_two_lamps_feed_their_room_and_mounts_change_sources(zed_server: ZedServ
 
         mounts.remove("l1")
         piper.wake("ingress:room/device_energy")
-        wait_for(lambda: piper.run("ingress:room/device_energy").status.sources == ["l2@energy", "l3@energy"])
+        wait_for(lambda: (run := piper.run("ingress:room/device_energy")) is not None
+                 and run.status.sources == ["l2@energy", "l3@energy"])
         load("l1", [50.0], 10)  # unmounted: no longer moved
         load("l2", [1.5], 10)
         expected += 1.5
@@ -158,11 +159,11 @@ def test_exactly_once_in_order_across_manager_and_lake_restarts(zed_server: ZedS
     finally:
         stop_loading.set()
         piper.stop()
-    rows = lake.query('from "sink"')
+    # Read in commit order (a plain `from` comes back sorted by ts whatever the loads did): each
+    # commit's ts above every earlier one's, and every source's records in the order it loaded them.
+    rows = in_commit_order(lake, "sink")
     assert len(rows) == total
     assert len({(r["src"], r["seq"]) for r in rows}) == total, "a record arrived twice"
-    times = [datetime.fromisoformat(r["ts"]) for r in rows]
-    assert times == sorted(times), "the destination is not in ts order"
     for s in sources:
         assert [r["seq"] for r in rows if r["src"] == s] == list(range(per_source)), f"{s} out of order"
 
@@ -279,3 +280,75 @@ def test_records_committed_while_the_stream_was_down_are_found_after_reconnect(
         wait_for(lambda: query(lake, 'from "l1"@"energy" | sum(watt)') == [3.0], what="the re-check to move it")
     finally:
         piper.stop()
+
+
+def test_multi_hop_lamps_to_room_to_its_egress_with_staggered_late_and_backlogged_loads(
+        lake: LakeClient) -> None:
+    """The shipped room: ingress (lamps' energy → room@main) feeding an egress of the same digi
+    (room@main → room@energy). Every lamp record, and the room driver's own, reaches room@energy
+    exactly once and in commit order, however the loads and the pipeline steps interleave."""
+    mounts = ["l1", "l2"]
+    stamps = Stamps()  # one piper: its pipelines share the stamp sequence per destination
+
+    def run(pipeline: Pipeline) -> PipelineRun:
+        return PipelineRun(pipeline, lake, batch_size=3, stamps=stamps)
+
+    lamps = {n: run(egress(n, flow="has(watt)")) for n in ("l1", "l2", "l3")}
+    room_in = run(Pipeline(
+        PipelineConfig(id="ingress:room/device_energy", dst=Source("room"), patch_source=True),
+        lambda: [Source(m, "energy") for m in mounts], ("Room", "default", "room")))
+    room_out = run(Pipeline(PipelineConfig(id="egress:room/energy", dst=Source("room", "energy"), flow="has(watt)"),
+                            fixed([Source("room")]), ("Room", "default", "room")))
+    seqs: dict[str, int] = {}
+
+    def load(pool: str, n: int, at: datetime | None = None) -> None:
+        """n records as a driver loads them: one commit, ts = the load time (or `at`); the records
+        of one load share their ts, so only separate loads have an order."""
+        start = seqs.get(pool, 0)
+        moment = at or datetime.now(UTC)
+        lake.load(pool, "main", [{"ts": moment, "watt": 1.0, "who": pool, "seq": start + i} for i in range(n)])
+        seqs[pool] = start + n
+
+    for p in ("l1", "l2", "l3", "room"):
+        lake.create_pool(p)
+    for i in range(4):
+        load("l3", 1, at=T0 + timedelta(seconds=i))  # history from long ago, mounted only later
+    load("l1", 1)
+    time.sleep(0.01)
+    load("l2", 1)  # later than l1's record...
+    for r in (lamps["l2"], room_in, room_out):  # ...but l2's egress runs first
+        drain(r)
+    for r in (lamps["l1"], room_in, room_out):
+        drain(r)
+    for _ in range(10):
+        load("l1", 1)  # a backlog of several batches
+    load("l2", 2)
+    for r in (lamps["l1"], lamps["l2"], room_in):
+        r.step()  # one batch each, then the room's egress catches up halfway
+    drain(room_out)
+    for r in (lamps["l1"], lamps["l2"], room_in, room_out):
+        drain(r)
+    mounts.append("l3")
+    for r in (lamps["l3"], room_in, room_out):
+        drain(r)
+    # The room's driver stamped a record just before the piper's last write but committed it after:
+    # it lands in room@main below what the room's egress has already moved.
+    last = max(datetime.fromisoformat(r["ts"]) for r in lake.query('from "room"'))
+    load("room", 1, at=last - timedelta(milliseconds=5))
+    load("l2", 1)
+    drain(lamps["l2"])
+    drain(room_in)
+    drain(room_out)
+    # A restarted piper (no memory, new stamps) moves nothing twice.
+    drain(PipelineRun(room_out.pipeline, lake, batch_size=3))
+
+    rows = in_commit_order(lake, "room", "energy")
+    got = [(r["who"], r["seq"]) for r in rows]
+    assert sorted(got) == sorted((p, i) for p, n in seqs.items() for i in range(n)), "lost or repeated"
+    for p, n in seqs.items():
+        assert [s for who, s in got if who == p] == list(range(n)), f"{p} out of order"
+    assert all(r["event_ts"] for r in rows) and {r["source"] for r in rows if r["who"] != "room"} == {
+        "l1@energy", "l2@energy", "l3@energy"}
+    # The lamps' own time survives the hops in event_ts (l3's history is from T0).
+    assert [datetime.fromisoformat(r["event_ts"]) for r in rows if r["who"] == "l3"] == [
+        T0 + timedelta(seconds=i) for i in range(4)]

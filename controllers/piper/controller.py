@@ -53,12 +53,17 @@ class PiperController:
         *,
         delete_pools: bool = False,
         batch_size: int = 1000,
+        late_window: float = 10.0,
         poll_interval: float = 10.0,
     ) -> None:
         self.mgr = mgr
         self.delete_pools = delete_pools
         self.piper = Piper(
-            mgr.lake_url, batch_size=batch_size, poll_interval=poll_interval, on_change=self._report
+            mgr.lake_url,
+            batch_size=batch_size,
+            late_window=late_window,
+            poll_interval=poll_interval,
+            on_change=self._report,
         )
         self.controller = Controller("piper", self.reconcile, workers=2)
         self._owned: dict[ObjectKey, set[str]] = {}
@@ -150,7 +155,9 @@ def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController 
 
     `DIGI_DELETE_POOLS=true` deletes a digi's pool with the digi (default: keep the data);
     `DIGI_PIPER_POLL_INTERVAL` (seconds, default 10) is the safety-net poll;
-    `DIGI_PIPER_BATCH` (default 1000) the records per source per batch."""
+    `DIGI_PIPER_BATCH` (default 1000) the records per source per batch;
+    `DIGI_PIPER_LATE_WINDOW` (seconds, default 10) how far below a source's watermark a record
+    another writer committed late is still found (see docs/data-plane.md)."""
     if not mgr.lake_url:
         log.warning("piper: the manager has no --lake-url; pools and pipelines are not managed")
         return None
@@ -160,5 +167,6 @@ def setup(mgr: Any, environ: Mapping[str, str] = os.environ) -> PiperController 
         mgr,
         delete_pools=environ.get("DIGI_DELETE_POOLS", "false").lower() == "true",
         batch_size=int(environ.get("DIGI_PIPER_BATCH", "1000")),
+        late_window=float(environ.get("DIGI_PIPER_LATE_WINDOW", "10")),
         poll_interval=float(environ.get("DIGI_PIPER_POLL_INTERVAL", "10")),
     )

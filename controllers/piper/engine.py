@@ -40,11 +40,15 @@ from a source.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controllers.piper.spec import Pipeline, PipelineConfig, Source
@@ -54,6 +58,7 @@ from digi.lake import (
     LakeClient,
     LakeConflict,
     LakeError,
+    LakeNotFound,
     LakeUnavailable,
     QueryError,
     zed,
@@ -79,24 +84,81 @@ class Status:
     watermarks: dict[str, str] = field(default_factory=dict)
 
 
-def _seconds_since(ts: str) -> float:
-    """Seconds from a lake time (RFC 3339, up to nanoseconds, `Z`) to now."""
+def _parse(ts: str) -> datetime | None:
+    """A lake time (RFC 3339, up to nanoseconds, `Z`) as a datetime (microseconds)."""
     match = _RFC3339.fullmatch(ts)
     if match is None:
-        return 0.0
-    moment = datetime.fromisoformat(f"{match[1]}.{(match[2] or '0')[:6]:0<6}+00:00")
-    return max(0.0, time.time() - moment.timestamp())
+        return None
+    return datetime.fromisoformat(f"{match[1]}.{(match[2] or '0')[:6]:0<6}+00:00")
+
+
+def _seconds_since(ts: str) -> float:
+    """Seconds from a lake time to now."""
+    moment = _parse(ts)
+    return 0.0 if moment is None else max(0.0, time.time() - moment.timestamp())
+
+
+def _before(ts: str, seconds: float) -> str:
+    """The lake time `seconds` before `ts` (rounded down to microseconds)."""
+    moment = _parse(ts)
+    if moment is None:
+        return _EPOCH
+    return zed.format_time(max(moment - timedelta(seconds=seconds), datetime(1970, 1, 1, tzinfo=UTC)))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How far a source has been moved: every record of the source at commit `commit` with
+    `ts <= ts` has been moved, none with a later `ts`, and nothing committed after `commit`.
+
+    The commit is what makes late records visible: a record committed after `commit` with a
+    `ts` at or below the mark (another writer's slower commit) is in the source at its new tip
+    but not at `commit`. `commit` is empty for watermarks written before it was recorded."""
+
+    ts: str
+    commit: str = ""
+
+
+class Stamps:
+    """The `ts` the piper gives its output: per destination, strictly increasing, and taken
+    under that destination's lock, which `take` holds until the caller has committed. So the
+    piper's own writes into a branch (several pipelines may feed one `main`) are in `ts` order =
+    commit order, which is what the next hop's watermark relies on."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Source, threading.Lock] = {}
+        self._last: dict[Source, datetime] = {}
+
+    @contextlib.contextmanager
+    def take(self, dst: Source) -> Iterator[str]:
+        with self._guard:
+            lock = self._locks.setdefault(dst, threading.Lock())
+        with lock:
+            now = datetime.now(UTC)
+            last = self._last.get(dst)
+            if last is not None and now <= last:
+                now = last + timedelta(microseconds=1)  # the clock did not move (or went back)
+            self._last[dst] = now
+            yield zed.format_time(now)
 
 
 class PipelineRun:
-    """The moving state of one pipeline; `step()` is called by one thread at a time."""
+    """The moving state of one pipeline; `step()` is called by one thread at a time.
 
-    def __init__(self, pipeline: Pipeline, lake: LakeClient, *, batch_size: int = 1000) -> None:
+    `stamps` is shared by every run of one piper (so two pipelines into one branch stamp in
+    commit order); `late_window` is how far (seconds of `ts`) below a source's watermark a record
+    that another writer committed late is still looked for."""
+
+    def __init__(self, pipeline: Pipeline, lake: LakeClient, *, batch_size: int = 1000,
+                 late_window: float = 10.0, stamps: Stamps | None = None) -> None:
         self.pipeline = pipeline
         self.lake = lake
         self.batch_size = batch_size
+        self.late_window = late_window
+        self.stamps = stamps or Stamps()
         self.status = Status()
-        self._watermarks: dict[Source, str] | None = None
+        self._watermarks: dict[Source, Mark] | None = None
         self._tips: dict[Source, str] = {}
         self._failed: PipelineConfig | None = None
         self._dst_ready = False
@@ -192,26 +254,38 @@ class PipelineRun:
             self._dst_ready = True
         if self._watermarks is None:
             self._watermarks = self._read_watermarks()
+        marks = self._watermarks
         if tips and self._validated != cfg:
             # Run the flow over an empty range so a broken flow shows up now, not with the next record.
-            self.lake.query_zjson(
-                self._batch_query({s: self._watermarks.get(s, _EPOCH) for s in tips})
-            )
+            empty = {s: (tip, marks.get(s, Mark(_EPOCH)).ts) for s, tip in tips.items()}
+            self.lake.query_zjson(self._batch_query(empty, zed.format_time(datetime.now(UTC))))
             self._validated = cfg
         changed = [s for s, tip in tips.items() if self._tips.get(s) != tip]
         if cfg.skip_history or not cfg.eoio:
             for src in changed:
-                if src not in self._watermarks:
-                    start = self._max_ts(src)
+                if src not in marks:
+                    start = self._max_ts(src, tips[src])
                     if start is not None:
-                        self._watermarks[src] = start
-        uppers: dict[Source, str] = {}
+                        marks[src] = Mark(start, tips[src])
+        # Late records first: they sit below the watermark, so no later batch would pick them up.
         for src in changed:
-            upper = self._upper(src)
-            if upper is None:
-                self._tips[src] = tips[src]
-            else:
-                uppers[src] = upper
+            mark = marks.get(src)
+            if mark is not None and mark.commit and mark.commit != tips[src] and self._has_late(src, mark, tips[src]):
+                return self._move(
+                    functools.partial(self._late_query, src, mark, tips[src]),
+                    {src: Mark(mark.ts, tips[src])},
+                    mark.ts,
+                )
+        uppers: dict[Source, tuple[str, str]] = {}
+        for src in changed:
+            upper = self._upper(src, tips[src])
+            if upper is not None:
+                uppers[src] = (tips[src], upper)
+                continue
+            self._tips[src] = tips[src]
+            if src in marks:
+                # Nothing after the mark and nothing late: the mark holds at the new tip too.
+                marks[src] = Mark(marks[src].ts, tips[src])
         if not uppers:
             waiting = [str(s) for s in sources if s not in tips]
             note = f"; waiting for {', '.join(waiting)}" if waiting else ""
@@ -221,36 +295,50 @@ class PipelineRun:
                 f"up to date{note}" if tips else f"no source has data yet{note}",
             )
             return False
-        lines = self.lake.query_zjson(self._batch_query(uppers))
-        moved = {**self._watermarks, **uppers}
-        if lines:
-            meta = {
-                "pipelet": cfg.id,
-                "watermarks": [
-                    {"pool": s.pool, "branch": s.branch, "ts": zed.Time(ts)}
-                    for s, ts in sorted(moved.items())
-                ],
-            }
-            try:
-                self.lake.load_zjson(
-                    cfg.dst.pool,
-                    cfg.dst.branch,
-                    lines,
-                    meta=meta if cfg.eoio else None,
-                    message=f"{cfg.id}: {len(lines)} records",
-                )
-            except (LakeUnavailable, LakeConflict):
-                # Whether the commit landed is unknown: the destination's metadata will tell.
-                self._watermarks = None
-                raise
+        return self._move(
+            lambda stamp: self._batch_query(uppers, stamp),
+            {s: Mark(upper, tip) for s, (tip, upper) in uppers.items()},
+            min(upper for _, upper in uppers.values()),
+        )
+
+    def _move(self, build: Callable[[str], str], marks: dict[Source, Mark], oldest: str) -> bool:
+        """Run the batch query `build(stamp)` and load its output with the new `marks` in one commit.
+
+        The stamp is taken under the destination's lock and the lock is held until the commit,
+        so no other pipeline of this piper commits a later stamp into the destination first."""
+        cfg = self.config
+        assert self._watermarks is not None
+        moved = {**self._watermarks, **marks}
+        with self.stamps.take(cfg.dst) as stamp:
+            lines = self.lake.query_zjson(build(stamp))
+            if lines:
+                meta = {
+                    "pipelet": cfg.id,
+                    "watermarks": [
+                        {"pool": s.pool, "branch": s.branch, "ts": zed.Time(m.ts), "commit": m.commit}
+                        for s, m in sorted(moved.items())
+                    ],
+                }
+                try:
+                    self.lake.load_zjson(
+                        cfg.dst.pool,
+                        cfg.dst.branch,
+                        lines,
+                        meta=meta if cfg.eoio else None,
+                        message=f"{cfg.id}: {len(lines)} records",
+                    )
+                except (LakeUnavailable, LakeConflict):
+                    # Whether the commit landed is unknown: the destination's metadata will tell.
+                    self._watermarks = None
+                    raise
         self._watermarks = moved
         self.status.records_total += len(lines)
-        self.status.watermarks = {str(s): ts for s, ts in sorted(moved.items())}
-        self.status.lag_seconds = min(_seconds_since(ts) for ts in uppers.values())
+        self.status.watermarks = {str(s): m.ts for s, m in sorted(moved.items())}
+        self.status.lag_seconds = _seconds_since(oldest)
         self._set(RUNNING, f"moved {len(lines)} records")
         return True
 
-    def _read_watermarks(self) -> dict[Source, str]:
+    def _read_watermarks(self) -> dict[Source, Mark]:
         dst = self.config.dst
         if not self.config.eoio or self.lake.branch_tip(dst.pool, dst.branch) in (None, EMPTY_COMMIT):
             return {}
@@ -260,57 +348,86 @@ class PipelineRun:
             f"meta.pipelet=={zed.quote(self.config.id)}",
         )
         marks = {
-            Source(w["pool"], w["branch"]): w["ts"] for w in (meta or {}).get("watermarks") or []
+            Source(w["pool"], w["branch"]): Mark(w["ts"], w.get("commit") or "")
+            for w in (meta or {}).get("watermarks") or []
         }
-        self.status.watermarks = {str(s): ts for s, ts in sorted(marks.items())}
+        self.status.watermarks = {str(s): m.ts for s, m in sorted(marks.items())}
         return marks
 
     def _after(self, src: Source) -> str:
         """The filter selecting a source's records after its watermark."""
         assert self._watermarks is not None
         mark = self._watermarks.get(src)
-        return f"ts > {zed.time_literal(mark)}" if mark else "is(ts, <time>)"
+        return f"ts > {zed.time_literal(mark.ts)}" if mark else "is(ts, <time>)"
 
-    def _max_ts(self, src: Source) -> str | None:
-        rows = self.lake.query(
-            f"from {zed.pool_ref(src.pool, src.branch)} | is(ts, <time>) | max(ts)"
-        )
+    def _max_ts(self, src: Source, tip: str) -> str | None:
+        rows = self.lake.query(f"from {zed.pool_ref(src.pool, tip)} | is(ts, <time>) | max(ts)")
         return rows[0] if rows and rows[0] is not None else None
 
-    def _upper(self, src: Source) -> str | None:
+    def _upper(self, src: Source, tip: str) -> str | None:
+        # Read at the tip's commit, not the branch: the batch must hold exactly what the
+        # source had at `tip`, or a record committed meanwhile would be moved again as late.
         rows = self.lake.query(
-            f"from {zed.pool_ref(src.pool, src.branch)} | {self._after(src)} "
+            f"from {zed.pool_ref(src.pool, tip)} | {self._after(src)} "
             f"| sort ts | head {self.batch_size} | max(ts)"
         )
         return rows[0] if rows and rows[0] is not None else None
 
-    def _leg(self, src: Source, upper: str) -> str:
-        """The per-source part of the batch query (what follows `from <src> |`)."""
+    def _late_window(self, mark: Mark) -> str:
+        return f"ts > {zed.time_literal(_before(mark.ts, self.late_window))} and ts <= {zed.time_literal(mark.ts)}"
+
+    def _late_legs(self, src: Source, mark: Mark, tip: str) -> str:
+        """Records of `src` at `tip` at or below the mark that it did not hold at `mark.commit`."""
+        window = self._late_window(mark)
+        return (
+            f"from (\n  pool {zed.pool_ref(src.pool, tip)} => {window}\n"
+            f"  pool {zed.pool_ref(src.pool, mark.commit)} => {window}\n) | anti join on this=this"
+        )
+
+    def _has_late(self, src: Source, mark: Mark, tip: str) -> bool:
+        try:
+            rows = self.lake.query(f"{self._late_legs(src, mark, tip)} | count()")
+        except LakeNotFound:
+            # The mark's commit is gone (the source pool was recreated): nothing to compare with.
+            assert self._watermarks is not None
+            self._watermarks[src] = Mark(mark.ts)
+            return False
+        return bool(rows and rows[0])
+
+    def _late_query(self, src: Source, mark: Mark, tip: str, stamp: str) -> str:
+        return self._finish(f"{self._late_legs(src, mark, tip)} | {self._tail(src)}", mark.ts, stamp)
+
+    def _tail(self, src: Source) -> str:
+        """The per-source part of a batch after the record selection: flow, then the source tag."""
         cfg = self.config
-        leg = f"{self._after(src)} and ts <= {zed.time_literal(upper)}"
-        if cfg.flow:
-            leg += f" | {cfg.flow}"
+        tail = cfg.flow or "pass"
         if cfg.patch_source:
             tag = zed.quote(str(src))
-            leg += f' | yield kind(this)=="record" ? {{...this, source: {tag}}} : {{value: this, source: {tag}}}'
-        return leg
+            tail += f' | yield kind(this)=="record" ? {{...this, source: {tag}}} : {{value: this, source: {tag}}}'
+        return tail
 
-    def _batch_query(self, uppers: dict[Source, str]) -> str:
-        cfg = self.config
+    def _batch_query(self, uppers: dict[Source, tuple[str, str]], stamp: str) -> str:
+        """One batch over every source: `uppers` maps a source to (tip commit, upper bound)."""
         legs = [
-            (zed.pool_ref(src.pool, src.branch), self._leg(src, up))
-            for src, up in sorted(uppers.items())
+            (zed.pool_ref(src.pool, tip), f"{self._after(src)} and ts <= {zed.time_literal(up)} | {self._tail(src)}")
+            for src, (tip, up) in sorted(uppers.items())
         ]
         if len(legs) == 1:
             query = f"from {legs[0][0]} | {legs[0][1]}"
         else:
             query = "from (\n" + "\n".join(f"  pool {ref} => {leg}" for ref, leg in legs) + "\n)"
-        if cfg.flow_agg:
-            query += f" | {cfg.flow_agg}"
-        top = zed.time_literal(max(uppers.values()))
+        return self._finish(query, max(up for _, up in uppers.values()), stamp)
+
+    def _finish(self, query: str, top: str, stamp: str) -> str:
+        """`flow_agg`, then the piper's stamp: `ts` is the load time, so the destination's `ts` order
+        is its commit order; the source's time is kept in `event_ts` (the record's own, else its
+        `ts`, else the batch's upper bound for what a flow made without either)."""
+        if self.config.flow_agg:
+            query += f" | {self.config.flow_agg}"
+        top, stamp = zed.time_literal(top), zed.time_literal(stamp)
         return query + (
-            f' | yield kind(this)=="record" ? {{...this, ts: coalesce(ts, {top})}}'
-            f" : {{value: this, ts: {top}}}"
+            f' | yield kind(this)=="record" ? {{...this, event_ts: coalesce(event_ts, ts, {top}), ts: {stamp}}}'
+            f" : {{value: this, event_ts: {top}, ts: {stamp}}}"
         )
 
 

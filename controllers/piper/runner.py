@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from controllers.piper.engine import ERROR, PipelineRun, describe
+from controllers.piper.engine import ERROR, PipelineRun, Stamps, describe
 from controllers.piper.spec import Pipeline
 from digi.lake import (
     EventStream,
@@ -69,6 +69,7 @@ class Piper:
         lake_url: str,
         *,
         batch_size: int = 1000,
+        late_window: float = 10.0,
         poll_interval: float = 10.0,
         workers: int = 2,
         min_backoff: float = 0.5,
@@ -77,6 +78,9 @@ class Piper:
     ) -> None:
         self.lake = LakeClient(lake_url, author="digi-piper")
         self.batch_size = batch_size
+        self.late_window = late_window
+        # One stamp sequence per destination across all pipelines: several feed one `main`.
+        self.stamps = Stamps()
         self.poll_interval = poll_interval
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self.on_change = on_change
@@ -102,7 +106,8 @@ class Piper:
             run = self._runs.get(pipeline.config.id)
             if run is None:
                 self._runs[pipeline.config.id] = PipelineRun(
-                    pipeline, self.lake, batch_size=self.batch_size
+                    pipeline, self.lake, batch_size=self.batch_size,
+                    late_window=self.late_window, stamps=self.stamps,
                 )
                 for metric in (records_total, lag_seconds, errors_total):
                     metric.labels(pipeline.config.id)  # the series exist (at 0) from the start
