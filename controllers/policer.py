@@ -9,15 +9,21 @@
 
 Data flow: events of YieldPolicies and of their source/target digis enqueue the
 policy; `reconcile` evaluates the jq condition over `{source, target}` (the
-two whole objects) and, for every child mounted under *both*, makes the mount
-under the holder `active` and the other `inactive`:
+two whole objects). The policy is edge-triggered (§5.4: when the condition
+*becomes* true, when it *turns* false): it acts only when the value differs
+from the one it last acted on, `status.holding` (with the Ready condition's
+`observedGeneration`, so a new spec acts afresh; so does a new policy). In
+between, mounts are the users' and the mounter's: `digi yield l1 room-1` while
+the condition stays false stays yielded. Acting means, for every child mounted
+under *both*, making the mount under the holder `active` and the other `inactive`:
 
 - condition true: yield under the source first, then activate under the target;
 - condition false: yield under the target first, then activate under the source.
 
 Yielding before activating keeps the single-writer rule at every instant, so
-the mounter never sees two active parents. `status.holding` and the `Ready`
-condition report the outcome (`InvalidCondition` for a jq error).
+the mounter never sees two active parents. A child whose active parent is a
+third digi is not activated (the mounter would yield it again at once). The
+`Ready` condition reports the outcome (`InvalidCondition` for a jq error).
 """
 
 from __future__ import annotations
@@ -51,6 +57,21 @@ def holds(condition: str, source: JSON, target: JSON) -> bool:
     """jq `condition` over {source, target}: true when its first output is truthy."""
     out = jq.compile(condition).input_value({"source": source, "target": target}).all()
     return bool(out) and out[0] not in (False, None)
+
+
+def last_acted(policy: JSON) -> bool | None:
+    """The condition value the policy last acted on (None: never, or not since a spec change)."""
+    status = policy.get("status") or {}
+    ready: JSON = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if ready.get("observedGeneration") != policy["metadata"].get("generation"):
+        return None
+    holding = status.get("holding")
+    return holding if isinstance(holding, bool) else None
+
+
+def is_due(policy: JSON, holding: bool) -> bool:
+    """Edge-triggered (§5.4: *becomes* true, *turns* false): act only on a new value."""
+    return last_acted(policy) != holding
 
 
 def _now() -> str:
@@ -87,7 +108,7 @@ class Policer:
             skey = resolve(parse_ref(str(spec.get("source", ""))), key.namespace, self.mgr.cache)
             tkey = resolve(parse_ref(str(spec.get("target", ""))), key.namespace, self.mgr.cache)
         except AuriError as err:
-            self._status(policy, None, False, "InvalidReference", str(err))
+            self._status(policy, last_acted(policy), False, "InvalidReference", str(err))
             return None
         source = self.mgr.cache.get(skey.gvr, skey.namespace, skey.name)
         target = self.mgr.cache.get(tkey.gvr, tkey.namespace, tkey.name)
@@ -96,26 +117,53 @@ class Policer:
         try:
             holding = holds(str(spec.get("condition", "false")), source, target)
         except ValueError as err:
-            self._status(policy, None, False, "InvalidCondition", f"spec.condition: {err}")
+            self._status(
+                policy, last_acted(policy), False, "InvalidCondition", f"spec.condition: {err}"
+            )
+            return None
+        if not is_due(policy, holding):
+            return None
+        # The cache may not have our own last status write yet; acting on it would hand the
+        # children over again and undo a yield made since. Confirm on the stored policy.
+        try:
+            policy = self.mgr.client.get(POLICY_GVR, key.namespace, key.name)
+        except NotFound:
+            return None
+        if not is_due(policy, holding):
             return None
         shared = {m.child for m in mounts_of(skey.gvr, source)} & {
             m.child for m in mounts_of(tkey.gvr, target)
         }
         holder, other = (tkey, skey) if holding else (skey, tkey)
+        # A child another parent writes stays with it: activating it here would only be
+        # undone by the mounter's automatic yield (the single-writer rule).
+        kept = {c: w for c in shared if (w := self._third_writer(c, skey, tkey)) is not None}
         try:
-            moved = self._set(other, shared, INACTIVE) + self._set(holder, shared, ACTIVE)
+            moved = self._set(other, shared, INACTIVE) + self._set(
+                holder, shared - kept.keys(), ACTIVE
+            )
         except Conflict:
             return Result(requeue=True)
-        if moved:
-            log.info(
-                "yield policy %s: %s holds %d children (%s)",
-                key,
-                holder.name,
-                len(shared),
-                "condition true" if holding else "condition false",
+        why = "condition true" if holding else "condition false"
+        message = f"{why}: {holder.name} holds {len(shared) - len(kept)} shared children"
+        if kept:
+            message += "; left with their active parent: " + ", ".join(
+                f"{c.name} ({w.name})" for c, w in sorted(kept.items())
             )
-        message = f"{holder.name} holds {len(shared)} shared children"
+        log.info("yield policy %s: %s (%d mount entries changed)", key, message, moved)
         self._status(policy, holding, True, "Applied", message)
+        return None
+
+    def _third_writer(self, child: ObjectKey, *pair: ObjectKey) -> ObjectKey | None:
+        """A parent other than `pair` holding an active mount of `child`, if any."""
+        for gvr in self.mgr.cache.digi_kinds():
+            for obj in self.mgr.cache.list(gvr):
+                parent = ObjectKey.of(gvr, obj)
+                if parent in pair:
+                    continue
+                with contextlib.suppress(ValueError):  # a bad spec.mount is the mounter's to report
+                    if any(m.child == child and m.status == ACTIVE for m in mounts_of(gvr, obj)):
+                        return parent
         return None
 
     def _set(self, parent: ObjectKey, children: set[ObjectKey], status: str) -> int:

@@ -236,6 +236,83 @@ def test_yield_policy_hands_lamps_over_and_back(cs: CompositionSpace, namespace:
         assert replica(cs, ROOMS, ns, "emergency", LAMPS, lamp)["status"] == "inactive"
 
 
+def test_yield_policy_is_edge_triggered_and_leaves_a_third_writer_alone(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    """§5.4: the policy acts when its condition becomes true and when it turns false, not on
+    every event: a manual yield while the condition stays false survives. A child a third
+    parent writes is not activated under either end (the mounter would yield it at once)."""
+    ns = namespace
+    policies = GVR("digi.dev", "v1", "yieldpolicies")
+    for name in ("src", "tgt", "third", "x", "y", "z"):
+        cs.client.create(NODES, ns, node(name, ns))
+    mount(cs, "z", "third", ns)
+    for child in ("x", "y", "z"):
+        mount(cs, child, "src", ns)
+        mount(cs, child, "tgt", ns)
+
+    def status(parent: str, child: str) -> Any:
+        return spec_at(cs, NODES, ns, parent, "mount", str(NODES), f"{ns}/{child}", "status")
+
+    def statuses() -> dict[str, tuple[Any, Any, Any]]:
+        return {c: (status("src", c), status("tgt", c), status("third", c)) for c in "xyz"}
+
+    def policer_reconciles() -> float:
+        samples = cs.manager.metrics()["controller_runtime_reconcile_total"]
+        return sum(v for labels, v in samples if labels["controller"] == "policer")
+
+    policy = {
+        "apiVersion": "digi.dev/v1",
+        "kind": "YieldPolicy",
+        "metadata": {"name": "edge", "namespace": ns},
+        "spec": {
+            "source": "Node/src",
+            "target": "Node/tgt",
+            "condition": '.source.spec.meta.mode == "emergency"',
+        },
+    }
+    assert cs.apply(policy).returncode == 0
+    wait_for(
+        lambda: (cs.get(policies, ns, "edge").get("status") or {}).get("holding") is False,
+        30,
+        "the policy to act on its false condition",
+    )
+    code, out = cs.digi("yield", "x", "src", "-n", ns)
+    assert code == 0, out
+    for end in ("src", "tgt"):  # unrelated events: the policer evaluates its condition again
+        before = policer_reconciles()
+        cs.client.patch(NODES, ns, end, {"spec": {"meta": {"note": "unrelated"}}})
+        wait_for(lambda b=before: policer_reconciles() > b, 30, f"the policer to see {end}'s event")
+    assert statuses() == {
+        "x": ("inactive", "inactive", None),  # the manual yield stands
+        "y": ("active", "inactive", None),
+        "z": ("inactive", "inactive", "active"),
+    }
+
+    cs.client.patch(NODES, ns, "src", {"spec": {"meta": {"mode": "emergency"}}})
+    handed_over = {
+        "x": ("inactive", "active", None),
+        "y": ("inactive", "active", None),
+        "z": ("inactive", "inactive", "active"),
+    }
+    wait_for(lambda: statuses() == handed_over, 30, "the hand-over to tgt")
+    assert cs.get(policies, ns, "edge")["status"]["holding"] is True
+    cs.client.patch(NODES, ns, "src", {"spec": {"meta": {"mode": None}}})
+    back = {
+        "x": ("active", "inactive", None),
+        "y": ("active", "inactive", None),
+        "z": ("inactive", "inactive", "active"),
+    }
+    wait_for(lambda: statuses() == back, 30, "the hand-back to src")
+    message = cs.get(policies, ns, "edge")["status"]["conditions"][0]["message"]
+    assert "left with their active parent: z (third)" in message
+    for parent in ("src", "tgt"):
+        events = cs.client.list(
+            GVR("", "v1", "events"), ns, field_selector=f"involvedObject.name={parent}"
+        )["items"]
+        assert not [e["message"] for e in events if e["reason"] == "AutoYielded"]
+
+
 @pytest.fixture
 def nodes(cs: CompositionSpace) -> GVR:
     gvr = cs.ensure_kind(node_crd())
