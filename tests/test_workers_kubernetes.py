@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def test_digis_whose_names_share_63_characters_get_their_own_deployments(
     for name in names:
         client.create(PROBE_GVR, namespace, probe(name, namespace, None))
     for name in names:
-        deployment = wait_for(lambda n=name: client.get(DEPLOYMENT_GVR, namespace, object_name("Probe", n)), 30,
+        deployment = wait_for(partial(client.get, DEPLOYMENT_GVR, namespace, object_name("Probe", name)), 30,
                               f"the Deployment of {name}")
         env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["NAME"] == name and deployment["metadata"]["ownerReferences"][0]["name"] == name

@@ -151,6 +151,10 @@ def power_and_brightness(client: Client, namespace: str, name: str) -> tuple[Any
     return control["power"].get("status"), control["brightness"].get("status")
 
 
+def reports(client: Client, namespace: str, name: str, want: tuple[str, float]) -> bool:
+    return power_and_brightness(client, namespace, name) == want
+
+
 class _Burst(threading.Thread):
     """Writes a new intent to every lamp, round after round, until stopped; remembers the latest.
 
@@ -215,7 +219,7 @@ def test_manager_killed_during_a_burst_loses_no_intent(
     assert restarted_at - killed_at >= 3, "intents changed while the manager was down"
     for name in names:
         want = burst.latest[name]
-        wait_for(lambda n=name, w=want: power_and_brightness(client, namespace, n) == w, 60,
+        wait_for(partial(reports, client, namespace, name, want), 60,
                  f"{name}'s status to equal its latest intent {want!r}")
 
 
