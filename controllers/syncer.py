@@ -23,9 +23,12 @@ it):
 - an attribute is written by at most one `match` binding: a second one targeting
   it gets `Ready=False, reason=TargetTaken` and writes nothing.
 
-Writes are merge patches that make the target attribute *equal* to the value
-(keys missing from the value are removed), guarded by resourceVersion and
-retried on 409. `status.conditions[Ready]` says what happened.
+Plans come from the cache; one that writes is made again on the objects read
+fresh from the API server (the cache may lag the binding's own last writes, and
+a stale `lastValue` would make a quick target edit look like a conflict the
+source wins). Writes are merge patches that make the target attribute *equal*
+to the value (keys missing from the value are removed), guarded by
+resourceVersion and retried on 409. `status.conditions[Ready]` says what happened.
 """
 
 from __future__ import annotations
@@ -145,6 +148,19 @@ def set_path_patch(obj: JSON, path: tuple[str, ...], value: Any) -> JSON:
     return inner
 
 
+def plan(mode: str, sync: JSON, s_val: Any, t_val: Any) -> tuple[Any, str | None]:
+    """The value both ends agree on next, and which end must be written to get there (if any)."""
+    status = sync.get("status") or {}
+    base = status.get("lastValue", _MISSING) if status.get("hasValue") else _MISSING
+    if s_val == t_val:
+        return s_val, None
+    if mode == "match" or t_val == base or (base is _MISSING and s_val is not _MISSING):
+        return s_val, "target"
+    if s_val == base:
+        return t_val, "source"
+    return s_val, "target"  # both changed since the last agreement: the source wins
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -250,20 +266,23 @@ class Syncer:
         tgt = self.mgr.cache.get(tkey.gvr, tkey.namespace, tkey.name)
         if src is None or tgt is None:
             return
-        s_val, t_val = get_path(src, source.path), get_path(tgt, target.path)
-        status = sync.get("status") or {}
-        base = status.get("lastValue", _MISSING) if status.get("hasValue") else _MISSING
-        if s_val == t_val:
-            value = s_val
-        elif mode == "match" or t_val == base or (base is _MISSING and s_val is not _MISSING):
-            value = s_val
-            self._write(tkey, tgt, target.path, s_val, sync)
-        elif s_val == base:
-            value = t_val
-            self._write(skey, src, source.path, t_val, sync)
-        else:
-            value = s_val  # both changed since the last agreement: the source wins
-            self._write(tkey, tgt, target.path, s_val, sync)
+        value, write = plan(mode, sync, get_path(src, source.path), get_path(tgt, target.path))
+        if write is not None:
+            # The cache may lag this binding's own last writes (the target, status.lastValue):
+            # a plan from it can take a quick edit of the target for a stale value and revert
+            # it, or copy a stale target back over the source. Writes are decided on fresh state.
+            meta = sync["metadata"]
+            try:
+                sync = self.mgr.client.get(SYNC_GVR, meta["namespace"], meta["name"])
+                src = self.mgr.client.get(skey.gvr, skey.namespace, skey.name)
+                tgt = self.mgr.client.get(tkey.gvr, tkey.namespace, tkey.name)
+            except NotFound:
+                return  # its deletion event brings the binding back
+            value, write = plan(mode, sync, get_path(src, source.path), get_path(tgt, target.path))
+        if write == "target":
+            self._write(tkey, tgt, target.path, value, sync)
+        elif write == "source":
+            self._write(skey, src, source.path, value, sync)
         self._status(sync, True, "Synced", f"{target} follows {source}", value)
 
     def _write(

@@ -8,12 +8,14 @@ test needs shapes the shipped schemas cannot express (loops) or free attributes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 from controllers.admission import VWC_GVR, rules_for, update_rules
 from digi.kinds.model import load_kind, render_cr
@@ -450,6 +452,58 @@ def test_sync_and_match_bindings(cs: CompositionSpace, namespace: str, nodes: GV
         "sync deleted",
     )
     assert spec_at(cs, NODES, ns, "right", "obs", "t") == {"v": 3}  # only match bindings clear
+
+
+def test_sync_keeps_a_quick_target_edit(cs: CompositionSpace, namespace: str, nodes: GVR) -> None:
+    """A target edit right after the syncer copied the source must win (it is the newer
+    change), even while the syncer's cache still shows the previous lastValue or the
+    previous target: the syncer decides its writes on fresh state."""
+    ns = namespace
+    cs.client.create(NODES, ns, node("left", ns, {"obs": {"v": 0}}))
+    cs.client.create(NODES, ns, node("right", ns, {}))
+    binding = {
+        "apiVersion": "digi.dev/v1",
+        "kind": "Sync",
+        "metadata": {"name": "quick", "namespace": ns},
+        "spec": {"source": "Node/left.spec.obs.v", "target": "Node/right.spec.obs.v", "mode": "sync"},
+    }
+    assert cs.apply(binding).returncode == 0
+    wait_for(lambda: spec_at(cs, NODES, ns, "right", "obs", "v") == 0, 30, "sync initial")
+    # Edit the target the moment the syncer's copy lands (from a watch, not by polling), so the
+    # syncer's next reconcile runs while its own status write may still be on the way to it.
+    # Each copy is edited once: a reverted edit stays reverted and the wait below fails.
+    stream = cs.client.watch(
+        NODES, ns, resource_version=cs.client.list(NODES, ns)["metadata"]["resourceVersion"],
+        timeout_seconds=300,
+    )
+    edited: set[int] = set()
+
+    def edit_each_copy_at_once() -> None:
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # the stream closed below
+            for event in stream:
+                obj = event.get("object") or {}
+                v = ((obj.get("spec") or {}).get("obs") or {}).get("v")
+                mine = obj.get("metadata", {}).get("name") == "right"
+                if mine and isinstance(v, int) and v > 0 and v not in edited:
+                    edited.add(v)
+                    cs.client.patch(NODES, ns, "right", {"spec": {"obs": {"v": -v}}})
+
+    editor = threading.Thread(target=edit_each_copy_at_once, daemon=True)
+    editor.start()
+    try:
+        for i in range(1, 21):
+            cs.client.patch(NODES, ns, "left", {"spec": {"obs": {"v": i}}})
+            wait_for(
+                lambda i=i: (
+                    spec_at(cs, NODES, ns, "left", "obs", "v")
+                    == spec_at(cs, NODES, ns, "right", "obs", "v")
+                    == -i
+                ),
+                15,
+                f"the target's edit {-i} reaching left and staying on right",
+            )
+    finally:
+        stream.close()
 
 
 def test_graph_api_cli_and_metrics(cs: CompositionSpace, namespace: str, nodes: GVR) -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the syncer's pure parts: AURIs and the equalizing merge patch.
+"""Unit tests of the syncer's pure parts: AURIs, the equalizing merge patch, the sync plan.
 
 The bindings' behaviour against the real API server is in tests/test_composition_space.py.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.syncer import Auri, AuriError, parse_auri, set_path_patch
+from controllers.syncer import Auri, AuriError, parse_auri, plan, set_path_patch
 
 
 def test_auri_forms() -> None:
@@ -39,3 +39,13 @@ def test_patch_makes_the_target_equal_not_merged() -> None:
     assert scalar == {"spec": {"data": {"input": {"z": [1, 2]}}}}
     missing = set_path_patch({"spec": {}}, ("spec", "data", "input", "y"), 5)
     assert missing == {"spec": {"data": {"input": {"y": 5}}}}
+
+
+def test_plan_copies_the_side_that_changed_since_the_last_agreement() -> None:
+    agreed = {"status": {"hasValue": True, "lastValue": 1}}
+    assert plan("sync", agreed, 1, 1) == (1, None)
+    assert plan("sync", agreed, 2, 1) == (2, "target")
+    assert plan("sync", agreed, 1, 3) == (3, "source")
+    assert plan("sync", agreed, 2, 3) == (2, "target")  # both changed: the source wins
+    assert plan("match", agreed, 1, 3) == (1, "target")  # match: target edits are overwritten
+    assert plan("sync", {}, 2, 3) == (2, "target")  # no agreement yet: the source's value
