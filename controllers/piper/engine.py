@@ -5,22 +5,31 @@ its destination:
 
 1. resolve the sources (mounts may have changed) and read each branch tip;
    a missing or still-empty branch is skipped (the lake reads an empty branch
-   as `main`, so it must not be queried);
-2. know the watermarks: the newest `ts` already moved from each source. With
-   eoio they live in the destination's commit metadata
-   (`{pipelet, watermarks: [{pool, branch, ts}]}`); they are read from the lake
-   at start and whenever a write's outcome is unknown, otherwise kept in memory;
-3. per source with a new tip, find the batch's upper bound: the `ts` of the
-   `batch_size`-th record after the watermark (all records sharing that `ts`
-   go into the same batch, so a batch boundary never splits equal times);
-4. run one Zed query: per source `ts > wm and ts <= upper | flow`, tag the
-   source when `patch_source`, then `flow_agg` over the union, then give every
-   output a `ts` (kept if the flow kept one, else the batch's upper bound);
+   as `main`, so it must not be queried). Every read below is pinned to that
+   tip commit, so a batch holds exactly what the source had at it;
+2. know the marks: per source a `Mark(ts, commit)` (every record of the source
+   at `commit` with `ts <= ts` was moved, nothing else). With eoio they live in
+   the destination's commit metadata (`{pipelet, watermarks: [{pool, branch,
+   ts, commit}]}`); they are read from the lake at start and whenever a write's
+   outcome is unknown, otherwise kept in memory;
+3. late records first: when a tip moved past its mark's commit, records at the
+   tip within `late_window` seconds below the mark that the mark's commit did
+   not hold (another writer committed them after a later-stamped record) are
+   moved as one batch;
+4. otherwise, per source with a new tip, find the batch's upper bound: the `ts`
+   of the `batch_size`-th record after the mark (all records sharing that `ts`
+   go into the same batch, so a batch boundary never splits equal times), and
+   run one Zed query: per source `ts > mark and ts <= upper | flow`, tag the
+   source when `patch_source`, then `flow_agg` over the union;
    (when the config is new, the same query first runs over an empty range, so
    a broken flow is reported at once rather than with the next record);
-5. load the typed output into the destination in ONE commit whose metadata
-   carries the new watermarks. The records and the watermark move together, so
-   a crash before the commit repeats the batch and a crash after it does not.
+5. stamp the output: `event_ts` keeps the source's time (the record's own, else
+   its `ts`, else the batch's upper bound) and `ts` becomes the load time from
+   `Stamps`, so the destination's `ts` order is the piper's commit order and the
+   next hop's marks hold;
+6. load the typed output into the destination in ONE commit whose metadata
+   carries the new marks. The records and the marks move together, so a crash
+   before the commit repeats the batch and a crash after it does not.
 
 Without eoio (`eoio: false`) the watermarks live in memory only, so each
 start of the manager begins at the sources' current end: nothing is moved
