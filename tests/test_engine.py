@@ -445,3 +445,41 @@ def test_dbox_managed_condition_and_seed() -> None:
     digi.dbox.seed(7)
     digi.dbox.seed(42)
     assert [digi.dbox.random.random() for _ in range(3)] == first
+
+
+def test_a_batch_runs_one_cycle_on_the_newest_model_diffed_against_the_model_before_it() -> None:
+    reg, power, meta = Registry(), [], []
+    reg.add(lambda sv: power.append(sv["intent"]), ("control", "power"))
+    reg.add(lambda sv: meta.append(sv["x"]), ("meta",))
+    h = Harness(reg, lamp_spec())
+    h.pump()
+    power.clear(), meta.clear()
+    before = len(h.client.history)
+    h.client.update_spec({"control": {"power": {"intent": "on"}}})
+    h.client.update_spec({"meta": {"x": 1}})
+    h.client.update_spec({"meta": {"x": 2}})
+    events = [(h.client.history[i], h.client.history[i - 1]) for i in range(before, len(h.client.history))]
+    h.delivered = len(h.client.history)
+    h.engine.handle_batch(events)
+    # The power change was only in the first event: the diff against the model before the
+    # batch still has it, so its handler runs — once, on the newest model.
+    assert power == ["on"] and meta == [2]
+
+
+def test_a_batch_holding_the_drivers_own_write_diffs_against_that_write() -> None:
+    reg, calls = Registry(), []
+
+    def mirror(sv: Any) -> None:
+        calls.append(sv["power"]["intent"])
+        sv["power"]["status"] = sv["power"]["intent"]
+
+    reg.add(mirror, ("control",))
+    h = Harness(reg, lamp_spec())
+    h.pump()  # runs mirror and writes status: the engine's own write
+    assert calls == ["off"] and h.spec["control"]["power"]["status"] == "off"
+    own = h.client.history[-1]
+    h.client.update_spec({"meta": {"x": 1}})  # someone else's change, outside control
+    h.engine.handle_batch([(own, h.client.history[-3]), (h.client.history[-1], own)])
+    # Diffed against the model before the batch, control would look changed (by the
+    # driver's own status write) and mirror would run again.
+    assert calls == ["off"]

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -28,8 +28,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from digi.cli.main import cli
+from digi.engine import Engine, Registry
 from digi.worker.client import WorkerEnv
-from digi.worker.shared import shared_url
+from digi.worker.shared import SharedWorker, shared_url
 from manager.cache import CRD_GVR, crd_gvr
 from manager.kube import Client
 from manager.server.tokens import TokenIssuer
@@ -313,3 +314,36 @@ def test_pool_state_survives_members_joining_while_the_supervisor_writes(tmp_pat
         t.join()
     assert errors == []
     assert json.loads(pool.state_path.read_text())["members"] == 4
+
+
+def test_models_arriving_while_a_digi_is_busy_join_one_batch() -> None:
+    """The shared worker's queueing, in process: the recorder stands in for a digi's Engine
+    (whose batch handling tests/test_engine.py covers) so the test sees which events reach it."""
+    entered, release, batches = threading.Event(), threading.Event(), []
+
+    class Recorder:
+        def handle_batch(self, events: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+            batches.append([obj["v"] for obj, _ in events])
+            entered.set()
+            release.wait(10)
+
+    env = WorkerEnv("http://127.0.0.1:9", "pool-token", "test.digi.dev", "v1", "probes", "Probe", "", "ns")
+    worker = SharedWorker(Registry(), env, threads=1)
+    worker.engines[("ns", "a")] = ("t", cast(Engine, Recorder()))
+
+    def model(v: int) -> dict[str, Any]:
+        return {"type": "MODEL", "namespace": "ns", "name": "a", "object": {"v": v}, "old": None}
+
+    try:
+        worker.on_messages([model(1)])
+        assert entered.wait(10)  # batch [1] runs and blocks; what comes now waits behind it
+        worker.on_messages([model(2), model(3)])
+        # A step of another type ends the batch: the MODEL after it must not run before it.
+        worker.on_message({"type": "ASSIGN", "namespace": "ns", "name": "a", "token": "t"})
+        worker.on_messages([model(4)])
+        release.set()
+        wait_for(lambda: len(batches) == 3, 10, "three batches")
+        assert batches == [[1], [2, 3], [4]]
+    finally:
+        release.set()
+        worker.close()

@@ -1,7 +1,10 @@
 """The reconcile cycle of one digi (spec §4.3), independent of how events arrive.
 
 Data flow: the transport (`digi.worker`) calls `Engine.handle(obj, old)` for
-each model event, in order. The engine skips events it caused itself and
+each model event, in order, or `Engine.handle_batch(events)` with the events
+that queued up while a cycle ran: only the newest is reconciled (kopf batches
+an object's events the same way), diffed against the last model the engine
+saw, so no change in between goes unnoticed. The engine skips events it caused itself and
 events that bring no new generation (unless handlers are pending), computes the diff, (re)installs
 reflexes, runs the handlers in ascending priority on a copy of the model, and
 writes the result back once as a JSON merge patch through its `ModelClient`,
@@ -21,7 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from digi import util
@@ -116,6 +119,20 @@ class Engine:
                 self._handle(obj, old)
             except Exception:
                 logger.exception("%s: reconcile failed; waiting for the next event", self.name or "digi")
+
+    def handle_batch(self, events: Sequence[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
+        """One cycle for the newest of `events` ((object, old) pairs in watch order).
+
+        Intents are levels: a cycle on the newest model serves every earlier one, and a
+        driver that fell behind catches up in one write instead of one per event. The
+        diff base is the model before the batch, or this engine's own write when that is
+        among them, so the driver's own changes do not re-trigger its handlers.
+        """
+        obj, old = events[-1][0], events[0][1]
+        for seen, _ in events[:-1]:
+            if self._own_rv is not None and (seen.get("metadata") or {}).get("resourceVersion") == self._own_rv:
+                old = seen
+        self.handle(obj, old)
 
     def _handle(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
         lost, rereads = self._cycle(obj, old), 0

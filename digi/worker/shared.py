@@ -11,7 +11,11 @@ the events of every digi the manager assigned to this process:
   holds a token the manager did not send, and every read/write names its
   digi and carries its token, so the manager's per-digi rule (403 for any
   other digi) applies unchanged.
-- `MODEL {namespace, name, object, old}`: `engine.handle(object, old)`.
+- `MODEL {namespace, name, object, old}`: queued for the digi's engine; the
+  MODELs that arrive while an earlier step of that digi is waiting or running
+  join one batch (`engine.handle_batch`: one cycle on the newest model), so a
+  digi whose intents change faster than its handlers run catches up instead of
+  working through a backlog.
 - `LEAVE {namespace, name}`: drop the digi's engine.
 
 Messages of one digi run in order and never concurrently (`Lanes`); different
@@ -42,7 +46,7 @@ from digi.engine import Engine, default_registry
 from digi.engine.handlers import Registry
 from digi.worker.client import HttpModelClient, WorkerEnv
 from digi.worker.http import ManagerHttp
-from digi.worker.loop import stream
+from digi.worker.loop import Event, stream
 
 log = logging.getLogger("digi.worker")
 
@@ -98,16 +102,33 @@ class SharedWorker:
         self.env = env
         self.http = ManagerHttp(env.manager_url)
         self.engines: dict[Key, tuple[str, Engine]] = {}  # key -> (token, engine)
+        # Per digi, the MODEL events of the batch that has not started yet; a new MODEL joins it.
+        self._batches: dict[Key, list[Event]] = {}
         self._lock = threading.Lock()
         self.lanes = Lanes(threads)
+
+    def on_messages(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.on_message(message)
 
     def on_message(self, message: dict[str, Any]) -> None:
         key = (message["namespace"], message["name"])
         kind = message.get("type")
+        if kind == "MODEL":
+            event = (message["object"], message.get("old"))
+            with self._lock:
+                batch = self._batches.get(key)
+                if batch is not None:
+                    batch.append(event)
+                    return
+                batch = self._batches[key] = [event]
+            self.lanes.submit(key, lambda: self._handle(key, batch))
+            return
+        with self._lock:
+            # A MODEL after this step must not join a batch that runs before it.
+            self._batches.pop(key, None)
         if kind == "ASSIGN":
             self.lanes.submit(key, lambda: self._assign(key, message["token"]))
-        elif kind == "MODEL":
-            self.lanes.submit(key, lambda: self._handle(key, message["object"], message.get("old")))
         elif kind == "LEAVE":
             self.lanes.submit(key, lambda: self._leave(key))
 
@@ -122,13 +143,16 @@ class SharedWorker:
             self.engines[key] = (token, engine)
         log.info("hosting digi %s/%s", *key)
 
-    def _handle(self, key: Key, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def _handle(self, key: Key, batch: list[Event]) -> None:
         with self._lock:
+            if self._batches.get(key) is batch:
+                del self._batches[key]  # it starts: later MODELs form the next batch
+            events = list(batch)
             current = self.engines.get(key)
         if current is None:
             log.warning("digi %s/%s: an event before its assignment; ignored", *key)
             return
-        current[1].handle(obj, old)
+        current[1].handle_batch(events)
 
     def _leave(self, key: Key) -> None:
         with self._lock:
@@ -153,7 +177,7 @@ def serve_shared(registry: Registry | None = None, environ: dict[str, str] | Non
     pool = source["DIGI_WORKER_POOL"]
     worker = SharedWorker(registry or default_registry, env, int(source.get("DIGI_SHARED_THREADS", "16")))
     try:
-        stream(shared_url(env, pool), env, worker.on_message, stop,
+        stream(shared_url(env, pool), env, worker.on_messages, stop,
                f"shared worker {pool} ({env.kind or env.gvr} in {env.namespace})")
     finally:
         worker.close()
