@@ -1,11 +1,16 @@
 """The validating admission webhook for composition (§5.3), served by the manager over TLS.
 
-Data flow: the API server POSTs an `AdmissionReview` (v1) for every CREATE and
-UPDATE of a digi to `/validate`; `Admission.review` parses the new object's
-`spec.mount` and answers:
+Data flow: the API server POSTs an `AdmissionReview` (v1) to `/validate` for
+every CREATE of a digi and for every UPDATE that adds a child to `spec.mount`
+or changes an entry's mode or status. The webhook's `matchConditions` (CEL,
+`MOUNTS_CHANGED`) make the API server skip all other updates: drivers' status
+writes and the mounter's replica writes are most of a space's traffic, and a
+review carries the whole object twice (a room with 100 replicas is ~100 KB of
+JSON to parse) for an answer that can only be "allowed". `Admission.review`
+parses the new object's `spec.mount` and answers:
 
 - allowed, when the write does not change which children the digi mounts
-  (status/intent writes of drivers, yield/activate), so the hot path reads nothing;
+  (yield/activate), so nothing is read;
 - refused, when a mount entry is malformed (the message names the field);
 - otherwise the graph of the *stored* digis, listed fresh from the API server
   (the informer cache may lag a write that just returned), is asked whether the
@@ -40,6 +45,7 @@ from fastapi import APIRouter, FastAPI
 
 from controllers.graph import CompositionError, CompositionGraph, digi_key, mounts_of
 from digi.errors import Conflict
+from manager import metrics
 from manager.types import GVR
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,25 @@ WEBHOOK_NAME = "mount.digi.dev"
 CONFIG_NAME = "digi-composition"
 VWC_GVR = GVR("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
 TIMEOUT_SECONDS = 5
+WEBHOOK_PATH = "/validate"
+
+# True for a CREATE, and for an UPDATE whose spec.mount gains a child type, a child, or a
+# changed mode/status; `Admission.decide` allows every other write without reading anything.
+# Evaluated by the API server; an evaluation error skips the webhook (failurePolicy Ignore),
+# which is what a malformed mount map gets from the schema and the mounter's re-check anyway.
+_ENTRY = "object.spec.mount[g][k]"
+_OLD_ENTRY = "oldObject.spec.mount[g][k]"
+MOUNTS_CHANGED = (
+    "request.operation == 'CREATE' || ("
+    "has(object.spec) && has(object.spec.mount) && object.spec.mount.exists(g, "
+    "!has(oldObject.spec) || !has(oldObject.spec.mount) || !(g in oldObject.spec.mount) || "
+    "object.spec.mount[g].exists(k, !(k in oldObject.spec.mount[g]) || "
+    + " || ".join(
+        f"(has({_ENTRY}.{f}) ? {_ENTRY}.{f} : '') != (has({_OLD_ENTRY}.{f}) ? {_OLD_ENTRY}.{f} : '')"
+        for f in ("mode", "status"))
+    + ")))"
+)
+MATCH_CONDITIONS = [{"name": "mounts-changed", "expression": MOUNTS_CHANGED}]
 
 
 def _children(gvr: GVR, obj: JSON | None) -> set[Any]:
@@ -110,9 +135,12 @@ class Admission:
         router = APIRouter()
 
         def validate(body: dict[str, Any]) -> JSON:
-            return self.review(body)
+            with metrics.webhook_latency_seconds.labels(WEBHOOK_PATH).time():
+                review = self.review(body)
+            metrics.webhook_requests_total.labels(WEBHOOK_PATH, "200").inc()
+            return review
 
-        router.add_api_route("/validate", validate, methods=["POST"])
+        router.add_api_route(WEBHOOK_PATH, validate, methods=["POST"])
         return router
 
 
@@ -153,6 +181,7 @@ def registration(url: str, ca_bundle: str, gvrs: Iterable[GVR], name: str = CONF
                 "name": WEBHOOK_NAME,
                 "clientConfig": {"url": url, "caBundle": ca_bundle},
                 "rules": rules_for(gvrs),
+                "matchConditions": MATCH_CONDITIONS,
                 # Ignore: a stopped manager must not brick the space (see the module docstring).
                 "failurePolicy": "Ignore",
                 "sideEffects": "None",
@@ -176,7 +205,7 @@ class WebhookTLS:
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}/validate"
+        return f"https://{self.host}:{self.port}{WEBHOOK_PATH}"
 
 
 class WebhookServer:
@@ -248,7 +277,7 @@ def install(
                 ca_bundle = base64.b64encode(tls.ca.read_bytes()).decode()
                 write_registration(mgr.client, registration(tls.url, ca_bundle, kinds, config_name))
             else:
-                update_rules(mgr.client, config_name, rules_for(kinds))
+                update_webhook(mgr.client, config_name, rules_for(kinds))
 
     mgr.on_leading(register)
     mgr.cache.on_digi_kind(register)
@@ -276,8 +305,9 @@ def write_registration(client: Any, body: JSON) -> None:
     raise Conflict(f"validatingwebhookconfiguration {name} kept changing; not updated")
 
 
-def update_rules(client: Any, name: str, rules: list[JSON]) -> None:
-    """Set the rules of our webhook in someone else's configuration, keeping the rest."""
+def update_webhook(client: Any, name: str, rules: list[JSON]) -> None:
+    """Set the rules and match conditions of our webhook in someone else's configuration
+    (the Helm chart's), keeping the rest: the CEL condition is defined once, here."""
     for _ in range(5):
         current = client.get_or_none(VWC_GVR, None, name)
         if current is None:
@@ -288,7 +318,7 @@ def update_rules(client: Any, name: str, rules: list[JSON]) -> None:
             )
             return
         webhooks = [
-            {**w, "rules": rules} if w.get("name") == WEBHOOK_NAME else w
+            {**w, "rules": rules, "matchConditions": MATCH_CONDITIONS} if w.get("name") == WEBHOOK_NAME else w
             for w in current.get("webhooks") or []
         ]
         if webhooks == current.get("webhooks"):

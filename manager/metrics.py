@@ -8,7 +8,9 @@ upstream names and labels so existing dashboards and alerts work unchanged:
   `controller_runtime_reconcile_errors_total{controller}`, `controller_runtime_reconcile_time_seconds{controller}`,
   `controller_runtime_active_workers{controller}`, `controller_runtime_max_concurrent_reconciles{controller}`;
 - `workqueue_*{name,controller}` as client-go's workqueue metrics provider;
-- `rest_client_requests_total{code,method,host}`, `leader_election_master_status{name}`.
+- `rest_client_requests_total{code,method,host}`, `leader_election_master_status{name}`;
+- `controller_runtime_webhook_requests_total{webhook,code}`, `controller_runtime_webhook_latency_seconds{webhook}`
+  for the admission webhook (`webhook` is its path, `/validate`).
 
 Digi's own series:
 
@@ -103,6 +105,17 @@ leader_election_master_status = Gauge(
     "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
     "1 indicates master. 'name' is the string used to identify the lease.",
     ("name",),
+)
+
+webhook_requests_total = Counter(
+    "controller_runtime_webhook_requests_total",
+    "Total number of admission requests by HTTP status code.",
+    ("webhook", "code"),
+)
+webhook_latency_seconds = Histogram(
+    "controller_runtime_webhook_latency_seconds",
+    "Histogram of the latency of processing admission requests",
+    ("webhook",),
 )
 
 dispatch_latency_seconds = Histogram(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from controllers.admission import VWC_GVR, rules_for, update_rules
+from controllers.admission import MATCH_CONDITIONS, VWC_GVR, rules_for, update_webhook
 from digi.kinds.model import load_kind, render_cr
 from digi.space import Space
 from manager.cache import DIGI_KIND_LABEL
@@ -654,7 +654,7 @@ def test_concurrent_writers_converge_without_losing_child_state(
 
 def test_installer_owned_configuration_gets_only_its_rules_updated(cs: CompositionSpace) -> None:
     """The Helm chart's mode: the configuration calls a Service with the installer's CA;
-    the manager only keeps the rules current and leaves everything else alone."""
+    the manager only keeps the rules and match conditions current and leaves everything else alone."""
     name = "chart-like-webhook"
     body = {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -681,9 +681,10 @@ def test_installer_owned_configuration_gets_only_its_rules_updated(cs: Compositi
     }
     cs.client.create(VWC_GVR, None, body)
     try:
-        update_rules(cs.client, name, rules_for([GVR("unused.digi.dev", "v1", "things")]))
+        update_webhook(cs.client, name, rules_for([GVR("unused.digi.dev", "v1", "things")]))
         (hook,) = cs.client.get(VWC_GVR, None, name)["webhooks"]
         assert hook["clientConfig"] == body["webhooks"][0]["clientConfig"]
+        assert hook["matchConditions"] == MATCH_CONDITIONS  # the API server compiled the CEL
         assert hook["rules"] == [
             {
                 "apiGroups": ["unused.digi.dev"],
@@ -729,3 +730,35 @@ def test_parent_created_with_its_mount_keeps_it_active_and_drives_the_child(
     ]
     events = cs.client.list(GVR("", "v1", "events"), ns, field_selector="involvedObject.name=r1")
     assert not [e["message"] for e in events["items"] if e["reason"] == "AutoYielded"]
+
+
+def test_only_writes_that_can_change_the_hierarchy_reach_the_webhook(
+    cs: CompositionSpace, namespace: str, nodes: GVR
+) -> None:
+    """The API server evaluates the webhook's matchConditions: a create, a new child, or a
+    changed mode/status is reviewed; intent/status writes and replica updates are not."""
+    ns = namespace
+
+    def reviews() -> float:
+        samples = cs.manager.metrics().get("controller_runtime_webhook_requests_total", [])
+        return sum(v for labels, v in samples if labels["webhook"] == "/validate")
+
+    def reviewed(write: Any) -> bool:
+        before = reviews()
+        write()
+        return reviews() > before  # the webhook answers before the write returns
+
+    assert reviewed(lambda: cs.client.create(NODES, ns, node("p", ns)))
+    cs.client.create(NODES, ns, node("c", ns))
+    assert reviewed(lambda: mount(cs, "c", "p", ns))
+    wait_for(lambda: spec_at(cs, NODES, ns, "p", "mount", str(NODES), f"{ns}/c", "generation"), 30,
+             "c's replica in p")
+    # Not reviewed: a driver-style write, and a replica write that keeps the mount's entries.
+    assert not reviewed(lambda: cs.client.patch(NODES, ns, "c", {"spec": {"obs": {"n": 1}}}))
+    entry = f"{ns}/c"
+    assert not reviewed(lambda: cs.client.patch(
+        NODES, ns, "p", {"spec": {"mount": {str(NODES): {entry: {"spec": {"meta": {"x": 1}}}}}}}))
+    # Reviewed again: yield changes the entry's status.
+    assert reviewed(lambda: cs.digi("yield", "c", "p", "-n", ns))
+    r = cs.apply(node("p", ns, {"mount": {str(NODES): {entry: {"mode": "bogus"}}}}))
+    assert r.returncode != 0 and "mode is 'bogus'" in r.stderr
