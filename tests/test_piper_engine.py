@@ -232,6 +232,25 @@ def test_patch_source_tags_records(lake: LakeClient) -> None:
     assert sorted(lake.query('from "room" | yield source')) == ["l1@main", "l2@main"]
 
 
+def test_one_batch_from_several_sources_keeps_each_sources_order(lake: LakeClient) -> None:
+    """Every moved record gets its own `ts`, in the sources' `ts` order: with one stamp for the
+    whole batch the destination (sorted by `ts`) could put a lamp's 'off' before its 'on'."""
+    for pool in ("oa", "ob", "odst"):
+        lake.create_pool(pool)
+    lake.load("oa", "main", [{"ts": T0 + timedelta(milliseconds=i), "seq": i, "watt": w}
+                             for i, w in enumerate([3.6, 0.0, 3.6, 0.0])])
+    lake.load("ob", "main", [{"ts": T0 + timedelta(milliseconds=i, microseconds=500), "seq": i}
+                             for i in range(4)])
+    run = PipelineRun(Pipeline(PipelineConfig(id="ingress:odst/all", dst=Source("odst"), patch_source=True),
+                               fixed([Source("oa"), Source("ob")]), ("Room", "default", "odst")),
+                      lake, batch_size=10)
+    drain(run)
+    rows = lake.query('from "odst" | sort ts')
+    assert len({r["ts"] for r in rows}) == len(rows) == 8
+    assert [r["watt"] for r in rows if r["source"] == "oa@main"] == [3.6, 0.0, 3.6, 0.0]
+    assert [r["seq"] for r in rows] == [0, 0, 1, 1, 2, 2, 3, 3]  # interleaved by source time
+
+
 def test_pool_names_with_quotes_and_bars_cannot_alter_the_query(lake: LakeClient) -> None:
     evil_src = 'l1" | yield "pwned'
     evil_dst = 'room") | drop * | yield ("'

@@ -25,8 +25,9 @@ its destination:
    a broken flow is reported at once rather than with the next record);
 5. stamp the output: `event_ts` keeps the source's time (the record's own, else
    its `ts`, else the batch's upper bound) and `ts` becomes the load time from
-   `Stamps`, so the destination's `ts` order is the piper's commit order and the
-   next hop's marks hold;
+   `Stamps` plus the record's rank in the batch (in nanoseconds, in the sources'
+   `ts` order), so the destination's `ts` order is the piper's commit order, a
+   source's records keep their order, and the next hop's marks hold;
 6. load the typed output into the destination in ONE commit whose metadata
    carries the new marks. The records and the marks move together, so a crash
    before the commit repeats the batch and a crash after it does not.
@@ -128,6 +129,11 @@ class Mark:
     commit: str = ""
 
 
+# Between two stamps of one destination. A batch's records take stamp + 1 ns … stamp + n ns
+# (`_finish`), so batches stay apart up to a million records each (sources times batch_size).
+STAMP_SPACING = timedelta(milliseconds=1)
+
+
 class Stamps:
     """The `ts` the piper gives its output: per destination, strictly increasing, and taken
     under that destination's lock, which `take` holds until the caller has committed. So the
@@ -146,8 +152,8 @@ class Stamps:
         with lock:
             now = datetime.now(UTC)
             last = self._last.get(dst)
-            if last is not None and now <= last:
-                now = last + timedelta(microseconds=1)  # the clock did not move (or went back)
+            if last is not None and now < last + STAMP_SPACING:
+                now = last + STAMP_SPACING  # the clock did not move far enough (or went back)
             self._last[dst] = now
             yield zed.format_time(now)
 
@@ -434,9 +440,14 @@ class PipelineRun:
         if self.config.flow_agg:
             query += f" | {self.config.flow_agg}"
         top, stamp = zed.time_literal(top), zed.time_literal(stamp)
+        # One `ts` per record, in the sources' `ts` order: the batch's stamp plus the record's
+        # rank in nanoseconds (`count()` in an expression counts the values so far). A shared
+        # `ts` would let the destination's `ts`-sorted pool reorder what one source loaded in order.
+        at = f"{stamp} + n*1ns"
         return query + (
-            f' | yield kind(this)=="record" ? {{...this, event_ts: coalesce(event_ts, ts, {top}), ts: {stamp}}}'
-            f" : {{value: this, event_ts: {top}, ts: {stamp}}}"
+            " | sort ts | yield {v: this, n: count()}"
+            f' | yield kind(v)=="record" ? {{...v, event_ts: coalesce(v.event_ts, v.ts, {top}), ts: {at}}}'
+            f" : {{value: v, event_ts: {top}, ts: {at}}}"
         )
 
 
