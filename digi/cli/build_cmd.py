@@ -36,7 +36,8 @@ def build_cmd(kind_dir: Path, image: str | None, base_image: str | None, output:
 
     Writes a build context (a Dockerfile FROM the worker base image, plus the
     kind's driver/ and model.yaml), then builds it with docker, podman or
-    nerdctl, whichever answers first. The kubernetes worker backend runs the
+    nerdctl, whichever answers first; with none, it says why and exits 1
+    (the context is kept; --context-only asks for the context alone). The kubernetes worker backend runs the
     image (annotate the CRD or digi with digi.dev/image=IMAGE, or start the
     manager with --worker-image IMAGE).
 
@@ -64,7 +65,8 @@ def build_cmd(kind_dir: Path, image: str | None, base_image: str | None, output:
         for reason in reasons:
             click.echo(f"  {reason}")
         click.echo(f"build it where one runs:  docker build -t {image} {context}")
-        return
+        # The image the command is for does not exist: a script must not go on to push it.
+        raise click.exceptions.Exit(1)
     click.echo(f"building {image} with {engine.name}")
     try:
         build_image(engine, context, image)
