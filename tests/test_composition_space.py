@@ -18,6 +18,7 @@ import pytest
 import urllib3
 
 from controllers.admission import MATCH_CONDITIONS, VWC_GVR, rules_for, update_webhook
+from controllers.syncer import SYNC_GVR
 from digi.kinds.model import load_kind, render_cr
 from digi.space import Space
 from manager.cache import DIGI_KIND_LABEL
@@ -386,6 +387,15 @@ def test_second_active_parent_becomes_inactive_from_cli_and_kubectl(
     )
     wait_for(lambda: spec_at(cs, NODES, ns, "x", "meta", "w") == "from-a", 30, "a's write on x")
     assert spec_at(cs, NODES, ns, "x", "meta", "v") is None
+
+
+def test_pipe_between_ports_the_kinds_do_not_declare_is_refused(cs: CompositionSpace, namespace: str) -> None:
+    run(cs, "lamp", namespace, "pl1", "pl2")  # a digivice: control attributes, no data ports
+    code, out = cs.digi("pipe", "pl1.output.x", "pl2.input.y", "-n", namespace)
+    assert code != 0
+    assert "pl1 (Lamp) has no data.output.x: its kind does not declare it" in out
+    assert "data: {output: {x: <type>}}" in out
+    assert not cs.client.list(SYNC_GVR, namespace)["items"], "nothing was created"
 
 
 def test_sync_and_match_bindings(cs: CompositionSpace, namespace: str, nodes: GVR) -> None:

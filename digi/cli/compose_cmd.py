@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -34,6 +35,7 @@ from controllers.syncer import SYNC_GVR
 from digi.cli.context import CliContext, pass_cli
 from digi.cli.digis_cmd import Digi, _client, _digis, _kinds, resolve
 from digi.errors import Conflict, NotFound
+from manager.cache import CRD_GVR
 from manager.kube import AlreadyExists, Client
 from manager.types import GVR, ObjectKey
 
@@ -333,7 +335,39 @@ def pipe_name(source: Digi, out_attr: str, target: Digi, in_attr: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", raw)[:253].strip("-")
 
 
-def _pipe_ends(cli: CliContext, src: str, dst: str, namespace: str | None) -> tuple[Client, JSON]:
+def declares(crd: JSON, version: str, path: list[str]) -> bool:
+    """Whether the kind's schema of `version` has `spec.<path>`, or keeps unknown fields
+    (`x-kubernetes-preserve-unknown-fields`, as a free-form kind does) where the path leaves it."""
+    versions = {v["name"]: v for v in crd["spec"]["versions"]}
+    node = ((versions.get(version) or {}).get("schema") or {}).get("openAPIV3Schema") or {}
+    for part in ["spec", *path]:
+        props = node.get("properties") or {}
+        if part not in props:
+            return bool(node.get("x-kubernetes-preserve-unknown-fields"))
+        node = props[part]
+    return True
+
+
+def _check_port(client: Client, end: Digi, side: str, attr: str) -> None:
+    """Refuse a pipe end whose kind has no such port: the Sync would report it synced forever."""
+    gvr = end.kind.gvr
+    crd = client.get(CRD_GVR, None, f"{gvr.plural}.{gvr.group}")
+    if not declares(crd, gvr.version, ["data", side, attr]):
+        raise click.ClickException(
+            f"{end.ref} ({end.kind.kind}) has no data.{side}.{attr}: its kind does not declare it. "
+            f"Pipes connect data ports: declare it in the kind's model.yaml "
+            f"(data: {{{side}: {{{attr}: <type>}}}}) and 'digi gen' it, or pipe a digi whose kind has it"
+        )
+
+
+@dataclass(frozen=True)
+class Pipe:
+    client: Client
+    sync: JSON  # the Sync object that binds the two ports
+    ends: tuple[tuple[Digi, str, str], tuple[Digi, str, str]]  # (digi, side, attribute) each
+
+
+def _pipe_ends(cli: CliContext, src: str, dst: str, namespace: str | None) -> Pipe:
     a_name, _, a_attr = _port(src, "output")
     b_name, _, b_attr = _port(dst, "input")
     client = _client(cli)
@@ -352,7 +386,7 @@ def _pipe_ends(cli: CliContext, src: str, dst: str, namespace: str | None) -> tu
             "mode": "match",
         },
     }
-    return client, body
+    return Pipe(client, body, ((a, "output", a_attr), (b, "input", b_attr)))
 
 
 @click.command("pipe")
@@ -369,7 +403,10 @@ def pipe_cmd(cli: CliContext, source: str, target: str, namespace: str | None) -
     Example:
       digi pipe cam.output.objects detector.input.objects
     """
-    client, body = _pipe_ends(cli, source, target, namespace)
+    pipe = _pipe_ends(cli, source, target, namespace)
+    client, body = pipe.client, pipe.sync
+    for end, side, attr in pipe.ends:
+        _check_port(client, end, side, attr)
     try:
         client.create(SYNC_GVR, body["metadata"]["namespace"], body)
     except AlreadyExists:
@@ -389,7 +426,8 @@ def unpipe_cmd(cli: CliContext, source: str, target: str, namespace: str | None)
     Example:
       digi unpipe cam.output.objects detector.input.objects
     """
-    client, body = _pipe_ends(cli, source, target, namespace)
+    pipe = _pipe_ends(cli, source, target, namespace)
+    client, body = pipe.client, pipe.sync
     try:
         client.delete(SYNC_GVR, body["metadata"]["namespace"], body["metadata"]["name"])
     except NotFound:
