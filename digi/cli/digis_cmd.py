@@ -171,7 +171,10 @@ def _worker_state(cli: CliContext, digi: Digi, events: list[JSON]) -> str:
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the new digis.")
 @pass_cli
 def run(cli: CliContext, kind_dir: Path, names: tuple[str, ...], namespace: str) -> None:
-    """Start digis of the kind in KIND_DIR: apply its CRD if missing, create one CR per NAME.
+    """Start digis of the kind in KIND_DIR: apply its CRD, create one CR per NAME.
+
+    The CRD is created if missing and updated if its schema differs from KIND_DIR's
+    (the command says so), so new digis are never pruned to an older schema.
 
     \b
     KIND_DIR holds model.yaml (or crd.yaml), deploy/cr.yaml and driver/handler.py.
@@ -184,7 +187,7 @@ def run(cli: CliContext, kind_dir: Path, names: tuple[str, ...], namespace: str)
     client = _client(cli)
     kind_dir = kind_dir.resolve()
     crd = _kind_crd(kind_dir)
-    _ensure_crd(client, crd)
+    _ensure_crd(client, crd, kind_dir)
     gvr = crd_gvr(client.get(CRD_GVR, None, crd["metadata"]["name"]))
     assert gvr is not None
     template_path = kind_dir / "deploy" / "cr.yaml"
@@ -227,15 +230,28 @@ def _kind_crd(kind_dir: Path) -> JSON:
     return crd
 
 
-def _ensure_crd(client: Client, crd: JSON) -> None:
+def _schemas(crd: JSON) -> dict[str, Any]:
+    return {v["name"]: (v.get("schema"), v.get("additionalPrinterColumns")) for v in crd["spec"]["versions"]}
+
+
+def _ensure_crd(client: Client, crd: JSON, kind_dir: Path) -> None:
+    """Create the kind's CRD, or bring an installed one's versions up to the kind directory's.
+
+    A CRD left from another copy of the kind (an older model.yaml, the same group and kind
+    elsewhere) would make the API server prune every field it does not declare from the new
+    digis, silently. Its labels and annotations (a worker mode set on it) are kept."""
     name = crd["metadata"]["name"]
-    if client.get_or_none(CRD_GVR, None, name) is None:
-        try:
-            client.create(CRD_GVR, None, crd)
-        except AlreadyExists:
-            pass
-        except DigiError as e:
-            raise click.ClickException(f"cannot create CRD {name}: {e}") from None
+    current = client.get_or_none(CRD_GVR, None, name)
+    try:
+        if current is None:
+            with contextlib.suppress(AlreadyExists):  # someone else created it meanwhile
+                client.create(CRD_GVR, None, crd)
+        elif _schemas(current) != _schemas(crd):
+            client.patch(CRD_GVR, None, name, {"metadata": {"labels": crd["metadata"]["labels"]},
+                                               "spec": {"versions": crd["spec"]["versions"]}})
+            click.echo(f"updated CRD {name}: its schema differed from {kind_dir}")
+    except DigiError as e:
+        raise click.ClickException(f"cannot create or update CRD {name}: {e}") from None
     deadline = time.monotonic() + 30
     while crd_gvr(client.get(CRD_GVR, None, name)) is None:
         if time.monotonic() > deadline:
