@@ -397,7 +397,9 @@ def _pipe_ends(cli: CliContext, src: str, dst: str, namespace: str | None) -> Pi
 def pipe_cmd(cli: CliContext, source: str, target: str, namespace: str | None) -> None:
     """Pipe SOURCE (A.output.x) into TARGET (B.input.y): B's input follows A's output.
 
-    One output may feed many inputs; an input has one writer.
+    One output may feed many inputs; an input has one writer. Both kinds must
+    declare the ports (data.output.x in A's model.yaml, data.input.y in B's);
+    a kind that keeps unknown fields accepts any.
 
     \b
     Example:
