@@ -46,6 +46,14 @@ class ApiError(DigiError):
         self.body = body or {}
 
 
+class Unreachable(ApiError):
+    """No answer from the API server at `host` (refused, TLS, timeout): status 0."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(0, message)
+        self.host = host
+
+
 class AlreadyExists(ApiError):
     """A create whose name is taken (409 with reason AlreadyExists)."""
 
@@ -120,7 +128,7 @@ class Client:
             response = self.api.call_api(*request, _request_timeout=timeout).response
         except (urllib3.exceptions.HTTPError, OSError) as e:
             metrics.rest_client_requests_total.labels("<error>", method, self.host).inc()
-            raise ApiError(0, f"{method} {path}: cannot reach the API server at {self.host}: {e}") from e
+            raise Unreachable(f"{method} {path}: cannot reach the API server at {self.host}: {e}", self.host) from e
         metrics.rest_client_requests_total.labels(str(response.status), method, self.host).inc()
         return response
 

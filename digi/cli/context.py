@@ -10,11 +10,14 @@ given, the most specific, wins.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # the CLI imports manager.kube (and the kubernetes client) only when a command needs it
+    from manager.kube import Unreachable
 
 
 def default_root() -> Path:
@@ -70,20 +73,16 @@ def global_options() -> list[click.Parameter]:
     ]
 
 
-def unreachable(message: str, cause: BaseException | None, cli: CliContext) -> click.ClickException:
-    """A connection failure (`manager.kube` raises it as ApiError with status 0) told as what to do.
-
-    `message` is that error's text, `GET /path: cannot reach the API server at HOST: <urllib3 noise>`;
-    the innermost cause (e.g. `Connection refused`) is the part a user can act on.
-    """
-    found = re.search(r"the API server at (\S+): ", message)
-    where = f" at {found.group(1)}" if found else ""
+def unreachable(error: Unreachable, cli: CliContext) -> click.ClickException:
+    """A connection failure told as what to do: the innermost cause (e.g. `Connection
+    refused`) is the part a user can act on, not the client library's wrapping of it."""
+    cause = error.__cause__
     while cause is not None and cause.__cause__ is not None:
         cause = cause.__cause__
-    reason = (getattr(cause, "strerror", None) or str(cause)) if cause is not None else message
+    reason = (getattr(cause, "strerror", None) or str(cause)) if cause is not None else str(error)
     source = cli.kubeconfig_override or cli.root / "kubeconfig"
     return click.ClickException(
-        f"cannot reach the API server{where} ({reason}), named by {source}. "
+        f"cannot reach the API server at {error.host} ({reason}), named by {source}. "
         "For the local dSpace, 'digi space status' shows whether it runs and 'digi space up' "
         "starts it; for a cluster, check its address in that kubeconfig or pass --kubeconfig."
     )

@@ -33,7 +33,7 @@ from digi.kinds.model import load_kind, render_cr
 from digi.util import merge_patch
 from manager.cache import CRD_GVR, DIGI_KIND_LABEL, crd_gvr
 from manager.events import EVENT_GVR
-from manager.kube import AlreadyExists, ApiError, Client
+from manager.kube import AlreadyExists, ApiError, Client, Unreachable
 from manager.types import GVR
 from manager.workers.base import DRIVER_DIR_ANNOTATION
 from manager.workers.local import worker_files
@@ -386,11 +386,10 @@ class _Watcher:
                 if self._step():
                     return
                 self.pause = 0.0
+            except Unreachable as e:
+                self._unreachable(e)
             except ApiError as e:
-                if e.status == 0:
-                    self._unreachable(e)
-                else:
-                    self._retry(f"the API server ended the watch: {e}")
+                self._retry(f"the API server ended the watch: {e}")
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 self._retry(f"the watch stream broke: {e}")
             except (NotFound, Forbidden) as e:
@@ -455,7 +454,7 @@ class _Watcher:
         self._backoff()
         click.echo(f"# {why}; watching again in {self.pause:g}s", err=True)
 
-    def _unreachable(self, error: ApiError) -> None:
+    def _unreachable(self, error: Unreachable) -> None:
         now = time.monotonic()
         if self.unreachable_since is None:
             self.unreachable_since = now

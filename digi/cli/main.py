@@ -55,10 +55,10 @@ class LazyGroup(click.Group):
         except DigiError as e:
             # manager.kube is loaded already when its ApiError is raised, so this import is free
             # and commands that never talk to the API server do not pay for it.
-            from manager.kube import ApiError
+            from manager.kube import Unreachable
 
-            if isinstance(e, ApiError) and e.status == 0:
-                raise unreachable(str(e), e.__cause__, ctx.ensure_object(CliContext)) from None
+            if isinstance(e, Unreachable):
+                raise unreachable(e, ctx.ensure_object(CliContext)) from None
             raise
 
 
